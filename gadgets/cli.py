@@ -68,8 +68,10 @@ def cmd_trajectory(args: argparse.Namespace) -> int:
         "readout_ms": desc.readout_duration_ms,
         "k0_cycles_per_pixel": 0.5 if desc.identifier == "3DPR" else 0.5 * desc.p,
         "kmax_reached": float(np.linalg.norm(traj[:, -1], axis=-1).max()),
-        "plateau_gradient_mT_per_m": 1e3 * gradient_T_per_m(desc.velocity(), args.matrix, args.fov_mm),
-        "max_gradient_mT_per_m": 1e3 * gradient_T_per_m(float(speed.max()), args.matrix, args.fov_mm),
+        "plateau_gradient_mT_per_m": 1e3
+        * gradient_T_per_m(desc.velocity(), args.matrix, args.fov_mm),
+        "max_gradient_mT_per_m": 1e3
+        * gradient_T_per_m(float(speed.max()), args.matrix, args.fov_mm),
         "dcf_sum": float(dcf.sum()),
         "dcf_sum_expected_ball": float(np.pi / 6),
     }
@@ -109,9 +111,11 @@ def cmd_phantom(args: argparse.Namespace) -> int:
         np.sqrt((x - s.centre_px[0]) ** 2 + (y - s.centre_px[1]) ** 2 + (z - s.centre_px[2]) ** 2)
         for s in spheres
     ]
-    away = np.all([np.abs(d - s.radius_px) > 1.5 for d, s in zip(dist, spheres)], axis=0)
+    away = np.all(
+        [np.abs(d - s.radius_px) > 1.5 for d, s in zip(dist, spheres, strict=True)], axis=0
+    )
     rows = []
-    for s, d in zip(spheres, dist):
+    for s, d in zip(spheres, dist, strict=True):
         roi = (d < s.radius_px) & away & (truth == truth[d == d.min()][0])
         rows.append(
             {

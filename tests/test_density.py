@@ -60,7 +60,9 @@ def test_da3dpr_weights_follow_min_k2_k0():
     k0 = p * 0.5
     expected = 4 * np.pi * np.minimum(r, k0) ** 2 * v0 * dwell / projections
     step = v0 * dwell
-    keep = (np.abs(r - k0) > 2 * step) & (np.arange(samples) > 0) & (np.arange(samples) < samples - 1)
+    keep = (
+        (np.abs(r - k0) > 2 * step) & (np.arange(samples) > 0) & (np.arange(samples) < samples - 1)
+    )
     np.testing.assert_allclose(w[keep], expected[keep], rtol=1e-2)
     # TPI shares the radial profile, hence the weights
     w_tpi = radial_dcf(T.tpi(projections, samples, dwell, p))
@@ -104,7 +106,9 @@ def test_pipe_menon_flatness_and_convergence(ideal3d):
 
 def test_pipe_menon_residual_decreases():
     traj = T.radial_3d(T.directions(1500), 48)
-    residuals = [pipe_menon(traj, (24,) * 3, iterations=n, use_cache=False).residual for n in (3, 10, 40)]
+    residuals = [
+        pipe_menon(traj, (24,) * 3, iterations=n, use_cache=False).residual for n in (3, 10, 40)
+    ]
     assert residuals[0] > residuals[1] > residuals[2]
 
 

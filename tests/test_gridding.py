@@ -55,7 +55,7 @@ def test_against_finufft_at_scale(rng):
     finufft = pytest.importorskip("finufft")
     traj = T.radial_3d(T.directions(3000, "spiral"), 64)
     k = traj.reshape(-1, 3).astype(np.float64)
-    data = (rng.standard_normal((2, k.shape[0])) + 1j * rng.standard_normal((2, k.shape[0])))
+    data = rng.standard_normal((2, k.shape[0])) + 1j * rng.standard_normal((2, k.shape[0]))
     data *= radial_dcf(traj).ravel()
     n = 48
     ref = finufft.nufft3d1(*(2 * np.pi * k.T), data, (n, n, n), eps=1e-12, isign=1)
@@ -88,9 +88,12 @@ def test_adjointness_property(shape, alpha, width, seed):
     rng = np.random.default_rng(seed)
     k, data, image = _random_problem(rng, shape, m=500, channels=1)
     op = Nufft(k, shape, oversampling=alpha, width=width, nthreads=2)
-    lhs = _inner(op.forward(image), data)
+    forward = op.forward(image)
+    lhs = _inner(forward, data)
     rhs = _inner(image, op.adjoint(data))
-    assert abs(lhs - rhs) <= 1e-5 * abs(lhs)
+    # relative to the norms: over the whole parameter space (alpha 1.25 amplifies the image
+    # edge ~15x over float32 round-off) the random inner product can be sqrt(M) below them
+    assert abs(lhs - rhs) <= 1e-5 * np.linalg.norm(forward) * np.linalg.norm(data)
 
 
 def _centroid(image):
@@ -128,7 +131,9 @@ def test_incremental_equals_batch(rng):
     traj = T.da_3dpr(T.directions(800), 96, 30e-6, 0.3)
     w = radial_dcf(traj)
     shape = (20, 20, 20)
-    data = rng.standard_normal((4,) + traj.shape[:2]) + 1j * rng.standard_normal((4,) + traj.shape[:2])
+    data = rng.standard_normal((4,) + traj.shape[:2]) + 1j * rng.standard_normal(
+        (4,) + traj.shape[:2]
+    )
     batch = Nufft(traj.reshape(-1, 3), shape).adjoint(data.reshape(4, -1), w.ravel())
     acc = GridAccumulator(shape, nchannels=4)
     p = 0
@@ -200,7 +205,16 @@ def test_bart_adjoint_nufft_agrees(tmp_path):
     write_cfl(tmp_path / "traj", (traj * n).transpose(2, 1, 0))
     write_cfl(tmp_path / "ksp", kspace.reshape(traj.shape[:2]).T[None])
     subprocess.run(
-        [bart, "nufft", "-a", "-d", f"{n}:{n}:{n}", tmp_path / "traj", tmp_path / "ksp", tmp_path / "img"],
+        [
+            bart,
+            "nufft",
+            "-a",
+            "-d",
+            f"{n}:{n}:{n}",
+            tmp_path / "traj",
+            tmp_path / "ksp",
+            tmp_path / "img",
+        ],
         check=True,
         capture_output=True,
         timeout=300,

@@ -102,7 +102,9 @@ def _header(identifier="DA-3DPR", longs=None, doubles=None, strings=None) -> str
     doubles = {"p": 0.4, "readout_duration_ms": 10.0} if doubles is None else doubles
     desc = ismrmrd.xsd.trajectoryDescriptionType(
         identifier=identifier,
-        userParameterLong=[ismrmrd.xsd.userParameterLongType(name=n, value=v) for n, v in longs.items()],
+        userParameterLong=[
+            ismrmrd.xsd.userParameterLongType(name=n, value=v) for n, v in longs.items()
+        ],
         userParameterDouble=[
             ismrmrd.xsd.userParameterDoubleType(name=n, value=v) for n, v in doubles.items()
         ],
@@ -122,7 +124,9 @@ def _header(identifier="DA-3DPR", longs=None, doubles=None, strings=None) -> str
         trajectoryDescription=desc,
     )
     header = ismrmrd.xsd.ismrmrdHeader(
-        experimentalConditions=ismrmrd.xsd.experimentalConditionsType(H1resonanceFrequency_Hz=78_800_000),
+        experimentalConditions=ismrmrd.xsd.experimentalConditionsType(
+            H1resonanceFrequency_Hz=78_800_000
+        ),
         encoding=[enc],
     )
     return ismrmrd.xsd.ToXML(header)
@@ -144,7 +148,9 @@ def test_header_variants():
     assert tpi.directions == "cones"
     assert tpi.trajectory().shape == (300, 128, 3)
     radial = T.trajectory_description(
-        _header("3DPR", doubles={"readout_duration_ms": 5.0}, strings={"directions": "golden_means"})
+        _header(
+            "3DPR", doubles={"readout_duration_ms": 5.0}, strings={"directions": "golden_means"}
+        )
     )
     np.testing.assert_array_equal(
         radial.trajectory(), T.radial_3d(T.directions(300, "golden_means"), 128)
@@ -163,5 +169,7 @@ def test_header_errors_name_what_is_missing():
 
 
 def test_header_without_description():
-    minimal = '<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding></encoding></ismrmrdHeader>'
+    minimal = (
+        '<ismrmrdHeader xmlns="http://www.ismrm.org/ISMRMRD"><encoding></encoding></ismrmrdHeader>'
+    )
     assert T.trajectory_description(minimal) is None

@@ -174,7 +174,7 @@ def pipe_menon(
     scale = np.prod(
         [
             phi0**2 / gs * nb / n
-            for gs, nb, n in zip(op.geom.grid_shape3, op.geom.shape3, geom.shape3)
+            for gs, nb, n in zip(op.geom.grid_shape3, op.geom.shape3, geom.shape3, strict=True)
             if gs > 1
         ]
     )

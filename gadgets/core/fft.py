@@ -10,7 +10,8 @@ the 3D transform is done as three 1D passes on shrinking views of the same buffe
 which costs ``1 + 1/alpha + 1/alpha^2`` instead of 3 full passes, needs no second buffer and
 keeps the channels interleaved (FFTW vectorises across them). The kept outputs are contiguous
 because the centring sign ``(-1)^j`` is folded into the kernel weights (see
-:mod:`gadgets.core.kernel`). Transforms are unnormalised: backward is ``sum_j x_j e^{+2 pi i j q/G}``.
+:mod:`gadgets.core.kernel`). Transforms are unnormalised: backward is
+``sum_j x_j e^{+2 pi i j q/G}``.
 
 Plans are built once per buffer with ``FFTW_ESTIMATE`` (milliseconds) unless ``effort`` asks for
 more, in which case FFTW wisdom is stored in the cache directory so the planning cost is paid once
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+
 import numpy as np
 import pyfftw
 
@@ -52,7 +54,9 @@ def _load_wisdom() -> None:
 def _save_wisdom() -> None:
     with _wisdom_lock:
         wisdom = pyfftw.export_wisdom()
-        store_arrays("fftw", "wisdom", **{f"w{i}": np.frombuffer(w, np.uint8) for i, w in enumerate(wisdom)})
+        store_arrays(
+            "fftw", "wisdom", **{f"w{i}": np.frombuffer(w, np.uint8) for i, w in enumerate(wisdom)}
+        )
 
 
 class PrunedFFT:
@@ -73,8 +77,8 @@ class PrunedFFT:
         if effort != "estimate":
             _load_wisdom()
         h, g, o, n = geom.halos3, geom.grid_shape3, geom.crop_offsets3, geom.shape3
-        full = [slice(hh, hh + gg) for hh, gg in zip(h, g)]
-        kept = [slice(oo, oo + nn) for oo, nn in zip(o, n)]
+        full = [slice(hh, hh + gg) for hh, gg in zip(h, g, strict=True)]
+        kept = [slice(oo, oo + nn) for oo, nn in zip(o, n, strict=True)]
         views = {
             2: buffer[full[0], full[1], full[2]],
             1: buffer[full[0], full[1], kept[2]],
@@ -85,14 +89,22 @@ class PrunedFFT:
             saved = buffer.copy()  # planning with MEASURE overwrites the arrays
         self._backward = [
             pyfftw.FFTW(
-                views[a], views[a], axes=(a,), direction="FFTW_BACKWARD", flags=flags,
+                views[a],
+                views[a],
+                axes=(a,),
+                direction="FFTW_BACKWARD",
+                flags=flags,
                 threads=nthreads,
             )
             for a in axes
         ]
         self._forward = [
             pyfftw.FFTW(
-                views[a], views[a], axes=(a,), direction="FFTW_FORWARD", flags=flags,
+                views[a],
+                views[a],
+                axes=(a,),
+                direction="FFTW_FORWARD",
+                flags=flags,
                 threads=nthreads,
             )
             for a in reversed(axes)

@@ -189,7 +189,7 @@ def _apodize_pad(image, grid, oz, oy, ox, dz, dy, dx):
 
 def _fold_halo(buf: np.ndarray, geom: GridGeometry) -> None:
     """Add the halo cells into the periodic grid they alias (axis by axis, corners included)."""
-    for axis, (g, h) in enumerate(zip(geom.grid_shape3, geom.halos3)):
+    for axis, (g, h) in enumerate(zip(geom.grid_shape3, geom.halos3, strict=True)):
         if h == 0:
             continue
         lo = [slice(None)] * 4
@@ -229,7 +229,10 @@ class _GridBuffer:
         self.fft = PrunedFFT(self.buffer, geom, nthreads=nthreads, effort=fft_effort)
         self.deapod = [geom.deapodization(a).astype(np.float32) for a in range(3)]
         log.debug(
-            "grid buffer %s x %d channels: %.1f MB", geom.padded_shape3, nchannels, self.nbytes / 1e6
+            "grid buffer %s x %d channels: %.1f MB",
+            geom.padded_shape3,
+            nchannels,
+            self.nbytes / 1e6,
         )
 
     @property
@@ -331,9 +334,7 @@ class Nufft:
         self.nthreads = _default_threads(nthreads)
         self.fft_effort = fft_effort
         starts, weights = kernel_weights(traj, self.geom)
-        self._order, self._seg_ptr, self._segments = _colour_tiles(
-            starts, self.geom, self.nthreads
-        )
+        self._order, self._seg_ptr, self._segments = _colour_tiles(starts, self.geom, self.nthreads)
         self._starts = np.ascontiguousarray(starts[self._order])
         self._weights = np.ascontiguousarray(weights[self._order])
         self._chunk_ptr = np.linspace(0, self.nsamples, 8 * self.nthreads + 1).astype(np.int64)
@@ -432,7 +433,7 @@ class GridAccumulator:
         return self._buf.nbytes
 
     def add(self, traj: np.ndarray, data: np.ndarray, dcf: np.ndarray | None = None) -> None:
-        """Grid one or more readouts: ``traj`` (S, d) cycles/pixel, ``data`` (C, S), ``dcf`` (S,)."""
+        """Grid readouts: ``traj`` (S, d) cycles/pixel, ``data`` (C, S), ``dcf`` (S,) or None."""
         traj = np.asarray(traj).reshape(-1, self.geom.ndim)
         data = _as_channels(data, traj.shape[0])
         if data.shape[0] != self.nchannels:

@@ -32,6 +32,8 @@ from scipy.special import i0
 DEFAULT_OVERSAMPLING = 2.0
 DEFAULT_WIDTH = 5
 
+_CHUNK = 1 << 16  # samples per block when computing kernel weights
+
 
 def beatty_beta(width: float, oversampling: float) -> float:
     """Kaiser-Bessel shape parameter of Beatty et al. 2005 for kernel width ``W`` (grid cells)
@@ -134,13 +136,14 @@ class GridGeometry:
 
     @cached_property
     def padded_shape3(self) -> tuple[int, int, int]:
-        return tuple(g + 2 * h for g, h in zip(self.grid_shape3, self.halos3))  # type: ignore[return-value]
+        return tuple(g + 2 * h for g, h in zip(self.grid_shape3, self.halos3, strict=True))  # type: ignore[return-value]
 
     @cached_property
     def crop_offsets3(self) -> tuple[int, int, int]:
         """Padded-grid index of image voxel 0 along each axis (after the centring signs)."""
         return tuple(  # type: ignore[return-value]
-            h + g // 2 - n // 2 for n, g, h in zip(self.shape3, self.grid_shape3, self.halos3)
+            h + g // 2 - n // 2
+            for n, g, h in zip(self.shape3, self.grid_shape3, self.halos3, strict=True)
         )
 
     def deapodization(self, axis: int) -> np.ndarray:
@@ -185,15 +188,18 @@ def kernel_weights(
     starts = np.zeros((m, 3), dtype=np.int32)
     weights = np.zeros((m, 3, width), dtype=dtype)
     weights[:, :, 0] = 1.0
-    for axis in range(3):
-        g = geom.grid_shape3[axis]
-        if g == 1:
-            continue
-        col = k[:, 2 - axis].astype(np.float64)  # array axis 0 = z = trajectory column 2
-        u = g * col + g // 2  # position in centred grid units, j = m + G/2
-        j0 = np.floor(u - width / 2.0).astype(np.int64) + 1
-        j = j0[:, None] + np.arange(width)[None, :]
-        sign = np.where(j % 2 == 0, 1.0, -1.0)
-        weights[:, axis, :] = sign * kaiser_bessel(u[:, None] - j, width, geom.beta)
-        starts[:, axis] = j0 + geom.halos3[axis]
+    offsets = np.arange(width)[None, :]
+    for lo in range(0, m, _CHUNK):  # chunks bound the float64 temporaries
+        hi = min(m, lo + _CHUNK)
+        for axis in range(3):
+            g = geom.grid_shape3[axis]
+            if g == 1:
+                continue
+            col = k[lo:hi, 2 - axis].astype(np.float64)  # array axis 0 = z = trajectory column 2
+            u = g * col + g // 2  # position in centred grid units, j = m + G/2
+            j0 = np.floor(u - width / 2.0).astype(np.int64) + 1
+            j = j0[:, None] + offsets
+            sign = 1.0 - 2.0 * (j % 2)
+            weights[lo:hi, axis, :] = sign * kaiser_bessel(u[:, None] - j, width, geom.beta)
+            starts[lo:hi, axis] = j0 + geom.halos3[axis]
     return starts, weights

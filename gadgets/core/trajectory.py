@@ -165,7 +165,9 @@ def tpi(projections: int, samples: int, dwell_s: float, p: float, kmax: float = 
     radius = density_adapted_radius(t, p, t[-1], kmax)
     k0 = p * kmax
     r_out = np.maximum(radius, k0)
-    twist = np.sqrt(np.maximum(r_out**4 - k0**4, 0.0)) - k0**2 * np.arccos(np.clip(k0**2 / r_out**2, -1.0, 1.0))
+    twist = np.sqrt(np.maximum(r_out**4 - k0**4, 0.0)) - k0**2 * np.arccos(
+        np.clip(k0**2 / r_out**2, -1.0, 1.0)
+    )
     sin_theta = np.maximum(np.sin(theta), 1e-6)
     phi0 = np.arctan2(dirs[:, 1], dirs[:, 0])
     phi = phi0[:, None] + twist[None, :] / (2.0 * k0**2 * sin_theta[:, None])
