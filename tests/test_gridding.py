@@ -223,3 +223,16 @@ def test_bart_adjoint_nufft_agrees(tmp_path):
     scale = np.vdot(theirs, ours) / np.vdot(theirs, theirs)
     assert abs(np.angle(scale)) < 1e-3  # same sign convention and centre: a real scale
     assert relative_error(ours, scale * theirs) <= 5e-3
+
+
+def test_measured_fft_plans_store_wisdom(rng):
+    # planning with FFTW_MEASURE runs once per machine: its wisdom goes to the cache folder
+    from gadgets.core.cache import cache_dir
+
+    k, data, _ = _random_problem(rng, (16, 16, 16), m=500)
+    quick = Nufft(k, (16, 16, 16)).adjoint(data)
+    measured = Nufft(k, (16, 16, 16), fft_effort="measure").adjoint(data)
+    assert relative_error(quick, measured) <= 1e-6
+    assert (cache_dir("fftw") / "wisdom.npz").stat().st_size > 0
+    with pytest.raises(ValueError, match="FFT effort"):
+        Nufft(k, (16, 16, 16), fft_effort="exhaustive").adjoint(data)

@@ -87,28 +87,15 @@ class PrunedFFT:
         axes = [a for a in (2, 1, 0) if g[a] > 1]
         if effort != "estimate":
             saved = buffer.copy()  # planning with MEASURE overwrites the arrays
-        self._backward = [
-            pyfftw.FFTW(
-                views[a],
-                views[a],
-                axes=(a,),
-                direction="FFTW_BACKWARD",
-                flags=flags,
-                threads=nthreads,
+
+        def plan(axis: int, direction: str) -> pyfftw.FFTW:
+            view = views[axis]
+            return pyfftw.FFTW(
+                view, view, axes=(axis,), direction=direction, flags=flags, threads=nthreads
             )
-            for a in axes
-        ]
-        self._forward = [
-            pyfftw.FFTW(
-                views[a],
-                views[a],
-                axes=(a,),
-                direction="FFTW_FORWARD",
-                flags=flags,
-                threads=nthreads,
-            )
-            for a in reversed(axes)
-        ]
+
+        self._backward = [plan(a, "FFTW_BACKWARD") for a in axes]
+        self._forward = [plan(a, "FFTW_FORWARD") for a in reversed(axes)]
         if effort != "estimate":
             buffer[...] = saved
             _save_wisdom()

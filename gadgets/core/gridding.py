@@ -194,7 +194,7 @@ def _fold_halo(buf: np.ndarray, geom: GridGeometry) -> None:
             continue
         lo = [slice(None)] * 4
         hi = [slice(None)] * 4
-        lo[axis], hi[axis] = slice(h + g - h, h + g), slice(0, h)
+        lo[axis], hi[axis] = slice(g, g + h), slice(0, h)
         buf[tuple(lo)] += buf[tuple(hi)]  # halo below the grid -> its top rows
         lo[axis], hi[axis] = slice(h, 2 * h), slice(h + g, 2 * h + g)
         buf[tuple(lo)] += buf[tuple(hi)]  # halo above the grid -> its bottom rows
