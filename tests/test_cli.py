@@ -69,3 +69,11 @@ def test_console_script_is_installed():
     done = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     assert "phantom" in done.stdout and "trajectory" in done.stdout
+
+
+def test_simulate_lists_the_named_scans(capsys):
+    assert main(["simulate", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "brain_7T_da3dpr_8ch_dualecho" in out and "tiny" in out
+    assert main(["simulate", "no_such_scan", "--out", "/nonexistent"]) == 2
+    assert "no scan description" in capsys.readouterr().err

@@ -236,3 +236,11 @@ def test_measured_fft_plans_store_wisdom(rng):
     assert (cache_dir("fftw") / "wisdom.npz").stat().st_size > 0
     with pytest.raises(ValueError, match="FFT effort"):
         Nufft(k, (16, 16, 16), fft_effort="exhaustive").adjoint(data)
+
+
+def test_forward_at_a_subset_of_samples(rng):
+    k, _, image = _random_problem(rng, (12, 14, 16), m=2000)
+    op = Nufft(k, (12, 14, 16))
+    full = op.forward(image)
+    subset = rng.permutation(2000)[:300]
+    np.testing.assert_array_equal(op.forward(image, samples=subset), full[:, subset])

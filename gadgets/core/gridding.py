@@ -116,14 +116,16 @@ def _spread_tiled(
 
 
 @nb.njit(cache=True, fastmath=True, parallel=True)
-def _interp(grid, sz, sy, out, order, starts, weights, wz, wy, wx, chunk_ptr):
-    """Forward interpolation: out[ch, src] = sum over the kernel of grid values (flat grid)."""
+def _interp(grid, sz, sy, out, positions, dest, starts, weights, wz, wy, wx, chunk_ptr):
+    """Forward interpolation at plan positions ``positions`` (flat grid):
+    out[ch, dest[j]] = sum over the kernel of grid values around sample ``positions[j]``."""
     nch = out.shape[0]
     nq = 2 * nch
     n = wx * nq
     for chunk in nb.prange(chunk_ptr.shape[0] - 1):
         acc = np.empty(n, np.float32)
-        for i in range(chunk_ptr[chunk], chunk_ptr[chunk + 1]):
+        for j in range(chunk_ptr[chunk], chunk_ptr[chunk + 1]):
+            i = positions[j]
             for t in range(n):
                 acc[t] = 0.0
             base_x = np.uint64(starts[i, 2]) * np.uint64(nq)
@@ -135,12 +137,12 @@ def _interp(grid, sz, sy, out, order, starts, weights, wz, wy, wx, chunk_ptr):
                     base = base_z + np.uint64(starts[i, 1] + b) * np.uint64(sy)
                     for t in range(np.uint64(n)):
                         acc[t] += w1 * grid[base + t]  # unsigned: see _accumulate
-            src = order[i]
+            d = dest[j]
             for q in range(nq):
                 v = np.float32(0.0)
                 for c in range(wx):
                     v += weights[i, 2, c] * acc[c * nq + q]
-                out[q // 2, 2 * src + (q % 2)] = v
+                out[q // 2, 2 * d + (q % 2)] = v
 
 
 @nb.njit(cache=True, parallel=True)
@@ -337,7 +339,7 @@ class Nufft:
         self._order, self._seg_ptr, self._segments = _colour_tiles(starts, self.geom, self.nthreads)
         self._starts = np.ascontiguousarray(starts[self._order])
         self._weights = np.ascontiguousarray(weights[self._order])
-        self._chunk_ptr = np.linspace(0, self.nsamples, 8 * self.nthreads + 1).astype(np.int64)
+        self._positions: np.ndarray | None = None  # plan position of each sample, on demand
         self._buffers: dict[int, _GridBuffer] = {}
 
     @property
@@ -365,16 +367,34 @@ class Nufft:
         )  # fmt: skip
         return buf.to_image().reshape((data.shape[0],) + self.geom.shape)
 
-    def forward(self, image: np.ndarray) -> np.ndarray:
-        """Image (C, *shape) -> k-space (C, M): ``s_j = sum_r x(r) e^{-2 pi i k_j r}``."""
+    def forward(self, image: np.ndarray, samples: np.ndarray | None = None) -> np.ndarray:
+        """Image (C, *shape) -> k-space (C, M): ``s_j = sum_r x(r) e^{-2 pi i k_j r}``.
+
+        ``samples``: indices of the samples wanted (default all); the result is then
+        (C, len(samples)) in that order. The FFT is done once either way.
+        """
         image = _image_shape(self.geom, image)
         buf = self._buffer(image.shape[0])
         buf.from_image(image)
-        out = np.empty((image.shape[0], self.nsamples), np.complex64)
+        return self._interpolate(buf, image.shape[0], samples)
+
+    def _interpolate(self, buf: _GridBuffer, nchannels: int, samples: np.ndarray | None):
+        if samples is None:
+            positions = np.arange(self.nsamples)
+            dest = self._order
+        else:
+            if self._positions is None:
+                self._positions = np.empty_like(self._order)
+                self._positions[self._order] = np.arange(self.nsamples)
+            wanted = self._positions[np.asarray(samples, np.int64).reshape(-1)]
+            dest = np.argsort(wanted, kind="stable")  # visit in plan order, for locality
+            positions = wanted[dest]
+        out = np.empty((nchannels, positions.shape[0]), np.complex64)
+        chunk_ptr = np.linspace(0, positions.shape[0], 8 * self.nthreads + 1).astype(np.int64)
         wz, wy, wx = self.geom.widths3
         _interp(
-            buf.flat, *buf.strides, out.view(np.float32), self._order, self._starts,
-            self._weights, wz, wy, wx, self._chunk_ptr,
+            buf.flat, *buf.strides, out.view(np.float32), positions, dest, self._starts,
+            self._weights, wz, wy, wx, chunk_ptr,
         )  # fmt: skip
         return out
 
@@ -395,11 +415,7 @@ class Nufft:
         )  # fmt: skip
         _fold_halo(buf.buffer, self.geom)
         _unfold_halo(buf.buffer, self.geom)
-        out = np.empty((1, self.nsamples), np.complex64)
-        _interp(
-            buf.flat, *buf.strides, out.view(np.float32), self._order, self._starts,
-            self._weights, wz, wy, wx, self._chunk_ptr,
-        )  # fmt: skip
+        out = self._interpolate(buf, 1, None)
         return out[0].real  # the centring signs cancel: each cell's sign enters twice
 
 
