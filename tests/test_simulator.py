@@ -298,3 +298,28 @@ def test_bad_description_is_rejected(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="orthonormal"):
         simulate(ScanDescription.load(path), tmp_path / "x")
+
+
+def test_white_matter_snr_measured_from_the_data(tmp_path):
+    # the SNR the description asks for is what a reconstruction of the file delivers: noise
+    # level from the file's own noise scans, white matter from the density-compensated image
+    from gadgets.core.density import radial_dcf
+    from gadgets.core.gridding import Nufft
+
+    summary = simulate(ScanDescription.load("brain_3T_tpi_birdcage"), tmp_path)
+    _, acqs = _read(tmp_path / "brain_3T_tpi_birdcage.h5")
+    noise = np.concatenate(
+        [a.data for a in acqs if a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)], axis=1
+    )
+    imaging = [a for a in acqs if not a.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)]
+    traj = np.stack([a.traj for a in imaging])
+    data = np.stack([a.data[0] for a in imaging])
+    w = radial_dcf(traj).ravel()
+    n = summary["matrix"]
+    image = np.abs(Nufft(traj.reshape(-1, 3), (n, n, n)).adjoint(data.ravel(), w)[0])
+    sigma = np.sqrt(np.mean(np.abs(noise) ** 2))  # per sample, same dwell as imaging
+    roi = next(r for r in summary["rois"] if r["name"] == "white_matter")
+    grid = ScanDescription.load("brain_3T_tpi_birdcage").grid(n)
+    inside = np.linalg.norm(grid.points() - np.array(roi["centre_mm"]), axis=-1) <= roi["radius_mm"]
+    snr = image[inside].mean() / (sigma * np.sqrt(np.sum(w.astype(np.float64) ** 2)))
+    assert snr == pytest.approx(summary["snr_wm"], rel=0.1)

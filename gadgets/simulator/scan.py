@@ -321,12 +321,11 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
     # combination of the density-compensated echo-1 image
     psi = noise_covariance(kind, nch, rng_cov)
     chol = np.linalg.cholesky(psi)
-    wm_tissue = next(t for t in phantom.tissues if t.name == "white_matter") if desc.head else None
-    if wm_tissue is not None:
-        m_wm = wm_tissue.tsc_mM * wm_tissue.relaxation.saturation(desc.tr_ms, desc.flip_deg)
-        m_wm *= float(wm_tissue.relaxation.decay(te_s[0]))
-    else:  # tubes only: the first tube plays white matter's role
-        m_wm = phantom.tubes[0].tsc_mM
+    # white matter, or the first tube when there is no head: its image amplitude at echo 1
+    names = ("white_matter", "tube0_")
+    ref = next(t for t in phantom.tissues if t.name.startswith(names))
+    m_wm = ref.tsc_mM * ref.relaxation.saturation(desc.tr_ms, desc.flip_deg)
+    m_wm *= float(ref.relaxation.decay(te_s[0]))
     gain = np.sqrt(np.real(s_wm.conj() @ np.linalg.solve(psi, s_wm)))
     dcf_rms = np.sqrt(np.sum(radial_dcf(traj).astype(np.float64) ** 2))
     sigma = m_wm * gain / (desc.snr_wm * dcf_rms)
