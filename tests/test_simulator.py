@@ -112,6 +112,8 @@ def test_time_segmentation_matches_exact_signal(rng):
     exact = np.einsum("mv,cv->cm", e, coils.reshape(2, -1))
     assert relative_error(exact, sim) <= 1e-5
     assert len(segment_times(times, 0.5e-3)) >= 6
+    # the scan asks for >= 20 segments per readout: 10 ms -> 0.5 ms steps, 5 ms -> 0.25 ms
+    assert len(segment_times(np.linspace(0, 5e-3, 128), min(0.5e-3, 5e-3 / 20))) >= 20
 
 
 def test_off_resonance_and_t2star_of_a_point_source():

@@ -313,6 +313,7 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
     kspace = simulate_kspace(
         k_all.reshape(-1, 3), t_all.reshape(-1), fine.shape, desc.matrix, amplitudes, t2s_s,
         b0_fine, coils_fine, nthreads=nthreads,
+        max_segment_s=min(0.5e-3, nsamp * dwell_s / 20),  # >= 20 segments per readout
     ).reshape(nch, necho, nproj, nsamp)  # fmt: skip
     t_signal = time.perf_counter() - t0
     del amplitudes, b0_fine, coils_fine
