@@ -7,6 +7,8 @@ Subcommands so far:
 * ``phantom``: reconstruct an analytic sodium sphere phantom from its exact k-space on a chosen
   trajectory, through density compensation and gridding, and report ROI values against the truth.
 * ``simulate``: write a simulated sodium scan (ISMRMRD raw data and its ground truth).
+* ``recon``, ``serve``, ``send``: run a chain on a file in-process, serve chains over the
+  Gadgetron wire protocol, stream a file to a server.
 """
 
 from __future__ import annotations
@@ -176,6 +178,52 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set needs name=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_recon(args: argparse.Namespace) -> int:
+    from .runtime.client import recon_file
+
+    out = recon_file(args.file, args.out, args.chain, _overrides(args.set))
+    print(f"{out.images} images, {len(out.dicoms)} DICOM files -> {args.out}/")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .runtime.server import SodiumServer
+
+    server = SodiumServer(args.host, args.port, Path(args.chains) if args.chains else None)
+    print(f"sodium-gadgets {__version__} serving on {args.host}:{server.port} (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from .runtime.client import send_file
+
+    result, out = send_file(
+        args.file, args.out, args.host, args.port, args.config, args.config_file, args.timeout
+    )
+    for text in result.texts:
+        print(f"server: {text}")
+    for text in result.errors:
+        print(f"server: {text}", file=sys.stderr)
+    print(f"{out.images} images, {len(out.dicoms)} DICOM files -> {args.out}/")
+    return 1 if result.errors or not result.closed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sodium-gadgets",
@@ -224,6 +272,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notraj", action="store_true", help="also write NAME_notraj.h5")
     p.add_argument("--list", action="store_true", help="list the named scans")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "recon",
+        help="reconstruct an ISMRMRD file in-process with a chain",
+        description="Run a chain on an ISMRMRD raw file without a server and write the results "
+        "(images.h5, DICOM files) to --out. Without --chain, the protocol map chooses by the "
+        "header's protocolName, as the server does.",
+    )
+    p.add_argument("file", help="ISMRMRD raw data (.h5)")
+    p.add_argument("--out", default="out", help="output folder (default: out)")
+    p.add_argument("--chain", help="a chain in chains/ (with or without .xml) or a path")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a property of every step that declares it (repeatable)",
+    )
+    p.set_defaults(func=cmd_recon)
+
+    p = sub.add_parser(
+        "serve",
+        help="run the embedded server (Gadgetron wire protocol)",
+        description="Serve reconstructions over the Gadgetron/MRD wire protocol: one thread per "
+        "connection, chains from chains/ (or --chains), errors sent to the client as text.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9002, help="port (default 9002; 0 = any free)")
+    p.add_argument("--chains", help="folder of chain files and protocols.toml")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "send",
+        help="stream an ISMRMRD file to a server and save what comes back",
+        description="Stream a file's acquisitions to a Gadgetron or sodium-gadgets server, like "
+        "gadgetron_ismrmrd_client; write returned images (images.h5) and DICOM files to --out, "
+        "print the server's text; exit non-zero on a server ERROR.",
+    )
+    p.add_argument("file", help="ISMRMRD raw data (.h5)")
+    p.add_argument("--out", default="out", help="output folder (default: out)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=9002)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--config", help="chain name on the server (default: by protocol)")
+    group.add_argument("--config-file", help="send this chain XML instead of a name")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
+    p.set_defaults(func=cmd_send)
     return parser
 
 
@@ -233,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -49,7 +49,7 @@ _TILE = 8  # tile side in grid cells (raised to W when the kernel is wider)
 # float32 views (C, 2M) of complex64 (C, M).
 
 
-@nb.njit(cache=True, fastmath=True, inline="always")
+@nb.njit(cache=True, fastmath=True, inline="always", nogil=True)
 def _accumulate(grid, row, sz, sy, nq, z0, y0, x0, weights, i, wz, wy, wx):
     """grid[z0+a, y0+b, x0:x0+wx, :] += wz[a] wy[b] * row for the kernel's wz x wy rows.
 
@@ -70,7 +70,7 @@ def _accumulate(grid, row, sz, sy, nq, z0, y0, x0, weights, i, wz, wy, wx):
                 grid[base + t] += w1 * row[t]
 
 
-@nb.njit(cache=True, fastmath=True, inline="always")
+@nb.njit(cache=True, fastmath=True, inline="always", nogil=True)
 def _load_row(row, data, src, f, weights, i, wx, nch):
     """row[c * nq + 2 ch + (0|1)] = w_x[c] * f * data[ch, src] (re, im)."""
     nq = 2 * nch
@@ -83,7 +83,7 @@ def _load_row(row, data, src, f, weights, i, wx, nch):
             row[c * nq + 2 * ch + 1] = wc * im
 
 
-@nb.njit(cache=True, fastmath=True)
+@nb.njit(cache=True, fastmath=True, nogil=True)
 def _spread_serial(grid, sz, sy, data, dcf, starts, weights, wz, wy, wx):
     """Spread samples in the order given (one thread): the streaming path."""
     nch = data.shape[0]
@@ -95,7 +95,7 @@ def _spread_serial(grid, sz, sy, data, dcf, starts, weights, wz, wy, wx):
                     wz, wy, wx)  # fmt: skip
 
 
-@nb.njit(cache=True, fastmath=True, parallel=True)
+@nb.njit(cache=True, fastmath=True, parallel=True, nogil=True)
 def _spread_tiled(
     grid, sz, sy, data, dcf, order, starts, weights, wz, wy, wx, seg_ptr, segments, nwork
 ):
@@ -115,7 +115,7 @@ def _spread_tiled(
                                 weights, i, wz, wy, wx)  # fmt: skip
 
 
-@nb.njit(cache=True, fastmath=True, parallel=True)
+@nb.njit(cache=True, fastmath=True, parallel=True, nogil=True)
 def _interp(grid, sz, sy, out, positions, dest, starts, weights, wz, wy, wx, chunk_ptr):
     """Forward interpolation at plan positions ``positions`` (flat grid):
     out[ch, dest[j]] = sum over the kernel of grid values around sample ``positions[j]``."""
@@ -145,7 +145,7 @@ def _interp(grid, sz, sy, out, positions, dest, starts, weights, wz, wy, wx, chu
                 out[q // 2, 2 * d + (q % 2)] = v
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def _zero(grid):
     nz, ny, nx, nq = grid.shape
     for z in nb.prange(nz):
@@ -155,7 +155,7 @@ def _zero(grid):
                     grid[z, y, x, q] = 0.0
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def _crop_deapodize(grid, out, oz, oy, ox, dz, dy, dx):
     """out[c, z, y, x] = grid[oz + z, oy + y, ox + x, c] * dz[z] dy[y] dx[x] (float32 views)."""
     nch = out.shape[0]
@@ -170,7 +170,7 @@ def _crop_deapodize(grid, out, oz, oy, ox, dz, dy, dx):
                     out[c, z, y, 2 * x + 1] = grid[oz + z, oy + y, ox + x, 2 * c + 1] * f
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def _apodize_pad(image, grid, oz, oy, ox, dz, dy, dx):
     """Inverse of :func:`_crop_deapodize`, into a zeroed grid (float32 views)."""
     nch = image.shape[0]

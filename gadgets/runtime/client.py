@@ -1,0 +1,150 @@
+"""Sending a raw file to a server (``sodium-gadgets send``), and running a chain on a file
+in-process (``sodium-gadgets recon``). Both write what comes back into an output folder."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import ismrmrd
+
+from .chain import load_chain
+from .outputs import OutputFolder
+from .protocol import Close, DicomFile, Error, MessageReader, MessageWriter, ProtocolError, Text
+from .protocols import chain_for_protocol
+from .runner import ChainRunner
+
+log = logging.getLogger(__name__)
+
+
+_H5_LOCK = threading.Lock()  # HDF5 handles of one file are shared within a process
+_BLOCK = 256
+
+
+def read_raw(path: str | Path) -> tuple[str, Iterator]:
+    """The XML header and an iterator over the acquisitions of an ISMRMRD file.
+
+    The file is opened for one block of readouts at a time, under a process-wide lock: threads
+    that read the same file (several sends from one process) must not share open HDF5 handles,
+    which close together.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    with _H5_LOCK:
+        dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+        try:
+            xml = dset.read_xml_header()
+            total = dset.number_of_acquisitions()
+        finally:
+            dset.close()
+    xml = xml.decode("utf-8") if isinstance(xml, bytes) else xml
+
+    def items():
+        for start in range(0, total, _BLOCK):
+            with _H5_LOCK:
+                dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+                try:
+                    block = [
+                        dset.read_acquisition(i) for i in range(start, min(total, start + _BLOCK))
+                    ]
+                finally:
+                    dset.close()
+            yield from block
+
+    return xml, items()
+
+
+def recon_file(
+    path: str | Path, out_dir: str | Path, chain: str | None = None, overrides: dict | None = None
+) -> OutputFolder:
+    """Run a chain (by name or path; the protocol map's choice when None) on a file in-process."""
+    xml, items = read_raw(path)
+    overrides = dict(overrides or {})
+    if chain is None:
+        entry = chain_for_protocol(xml)
+        chain, overrides = entry.chain, {**entry.overrides, **overrides}
+    runner = ChainRunner(load_chain(chain), xml, overrides)
+    out = OutputFolder(out_dir)
+    try:
+        for item in items:
+            for result in runner.push(item):
+                out.add(result)
+        for result in runner.finish():
+            out.add(result)
+    finally:
+        out.close()
+    return out
+
+
+class SendResult:
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.texts: list[str] = []
+        self.closed = False
+        self.seconds_after_last_send: float | None = None
+
+
+def send_file(
+    path: str | Path,
+    out_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 9002,
+    config: str | None = None,
+    config_file: str | Path | None = None,
+    timeout_s: float = 600.0,
+) -> tuple[SendResult, OutputFolder]:
+    """Stream a file's acquisitions to a server, like ``gadgetron_ismrmrd_client``, and collect
+    what comes back (images, DICOM files, text) while sending."""
+    xml, items = read_raw(path)
+    sock = socket.create_connection((host, port), timeout=timeout_s)
+    out = OutputFolder(out_dir)
+    result = SendResult()
+    writer = MessageWriter(sock.sendall)
+    reader = MessageReader(sock.makefile("rb").read)
+    last_sent = [0.0]
+
+    def receive() -> None:
+        try:
+            while True:
+                msg = reader.read()
+                if isinstance(msg, Close):
+                    result.closed = True
+                    break
+                if isinstance(msg, Text | Error):
+                    text = msg.text
+                    (result.errors if "ERROR" in text else result.texts).append(text)
+                    log.log(logging.ERROR if "ERROR" in text else logging.INFO, "server: %s", text)
+                elif isinstance(
+                    msg, DicomFile | ismrmrd.Image | ismrmrd.Acquisition | ismrmrd.Waveform
+                ):
+                    out.add(msg)
+                result.seconds_after_last_send = time.perf_counter() - last_sent[0]
+        except (EOFError, ProtocolError, OSError) as exc:
+            if not result.closed:
+                result.errors.append(f"[client] ERROR: connection ended without CLOSE: {exc}")
+
+    receiver = threading.Thread(target=receive, daemon=True)
+    receiver.start()
+    try:
+        if config_file is not None:
+            writer.config_text(Path(config_file).read_text())
+        else:
+            writer.config_file(config or "default")
+        writer.header(xml)
+        for item in items:
+            writer.item(item)
+        last_sent[0] = time.perf_counter()
+        writer.close()
+    except OSError as exc:  # the server may have closed after an error: keep what it said
+        log.warning("sending stopped: %s", exc)
+    receiver.join(timeout_s)
+    try:
+        sock.close()
+    finally:
+        out.close()
+    return result, out

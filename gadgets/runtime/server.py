@@ -1,0 +1,201 @@
+"""The embedded server: speaks the Gadgetron wire protocol (:mod:`.protocol`) on a TCP port and
+runs the requested chain in-process for each connection.
+
+A connection sends its configuration (message 1: a chain name resolved in ``chains/``, where
+``default`` means "the chain for my protocol" from ``chains/protocols.toml``; or message 2: the
+chain XML itself), then the ISMRMRD header (3), then items (1008, 1022, 1026) and CLOSE (4).
+Queries (6) are answered at any point. Each output of the chain is sent back as soon as it is
+produced. Anything wrong (a malformed message, an unknown chain, a step that fails) is sent to the
+client as ``TEXT "[<where>] ERROR: <message>"`` followed by CLOSE, as Gadgetron does, and logged;
+the connection ends, and the server goes on serving the others (one thread per connection).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import threading
+from pathlib import Path
+
+import ismrmrd
+
+from .. import __version__
+from .chain import ChainError, load_chain, parse_chain
+from .protocol import (
+    Close,
+    ConfigFile,
+    ConfigText,
+    DicomFile,
+    Header,
+    Limits,
+    MessageReader,
+    MessageWriter,
+    ProtocolError,
+    Query,
+    Text,
+)
+from .protocols import chain_for_protocol
+from .runner import ChainRunner, StepError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 9002
+DEFAULT_CHAIN_NAMES = ("", "default", "default.xml")
+
+
+def answer_query(query: str) -> str:
+    answers = {
+        "gadgetron::version": f"sodium-gadgets {__version__}",
+        "sodium-gadgets::version": __version__,
+        "ismrmrd::version": getattr(ismrmrd, "__version__", "unknown"),
+    }
+    return answers.get(query, "Unknown query")
+
+
+class _Session:
+    """One client connection."""
+
+    def __init__(self, sock: socket.socket, chains_dir: Path | None, limits: Limits) -> None:
+        self.sock = sock
+        self.chains_dir = chains_dir
+        self.reader = MessageReader(sock.makefile("rb").read, limits)
+        self._send_lock = threading.Lock()
+        self.writer = MessageWriter(self._send)
+        self.where = "connection"
+
+    def _send(self, data: bytes) -> None:
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def _next(self):
+        """The next message that is not a query (queries are answered on the way)."""
+        while True:
+            msg = self.reader.read()
+            if isinstance(msg, Query):
+                self.writer.response(msg.correlation_id, answer_query(msg.query))
+                continue
+            return msg
+
+    def _send_outputs(self, items: list) -> None:
+        for item in items:
+            if isinstance(item, DicomFile):
+                self.writer.dicom(item.data, item.filename, item.meta)
+            elif isinstance(item, str):
+                self.writer.text(item)
+            elif isinstance(item, ismrmrd.Image | ismrmrd.Acquisition | ismrmrd.Waveform):
+                self.writer.item(item)
+            else:
+                raise StepError(
+                    self.where, f"produced a {type(item).__name__}, which cannot be sent"
+                )
+
+    def run(self) -> None:
+        try:
+            self._serve()
+        except EOFError:
+            log.warning("[%s] client disconnected mid-stream; nothing sent back", self.where)
+        except (ProtocolError, ChainError, StepError) as exc:
+            self._fail(
+                exc.client_text() if isinstance(exc, StepError) else f"[{self.where}] ERROR: {exc}"
+            )
+        except OSError as exc:
+            log.warning("[%s] connection lost: %s", self.where, exc)
+        except Exception as exc:  # a bug must not take the server down
+            log.exception("[%s] unexpected failure", self.where)
+            self._fail(f"[{self.where}] ERROR: {type(exc).__name__}: {exc}")
+        finally:
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+
+    def _fail(self, text: str) -> None:
+        log.error(text)
+        try:
+            self.writer.text(text)
+            self.writer.close()
+            self._drain()
+        except OSError:
+            pass
+
+    def _drain(self, idle_s: float = 10.0) -> None:
+        """Half-close, then read what the client still sends until it closes: closing with
+        unread input resets the connection, and the client could lose the error text."""
+        self.sock.shutdown(socket.SHUT_WR)
+        self.sock.settimeout(idle_s)
+        try:
+            while self.sock.recv(1 << 16):
+                pass
+        except OSError:
+            pass
+
+    def _serve(self) -> None:
+        first = self._next()
+        if isinstance(first, ConfigFile):
+            chain_name = first.name.strip()
+            spec = None
+        elif isinstance(first, ConfigText):
+            chain_name, spec = None, parse_chain(first.xml, "<config text>")
+        else:
+            raise ProtocolError(
+                f"the first message must be a configuration (1 or 2), not {type(first).__name__}"
+            )
+        header = self._next()
+        if not isinstance(header, Header):
+            got = type(header).__name__
+            raise ProtocolError(
+                f"the ISMRMRD header (message 3) must follow the configuration, not {got}"
+            )
+        overrides: dict[str, str] = {}
+        if spec is None:
+            if chain_name in DEFAULT_CHAIN_NAMES:
+                entry = chain_for_protocol(header.xml, self.chains_dir)
+                chain_name, overrides = entry.chain, entry.overrides
+            spec = load_chain(chain_name, self.chains_dir)
+        self.where = spec.name
+        runner = ChainRunner(spec, header.xml, overrides)
+        log.info("[%s] stream started", spec.name)
+        while True:
+            msg = self._next()
+            if isinstance(msg, ismrmrd.Acquisition | ismrmrd.Image | ismrmrd.Waveform):
+                self._send_outputs(runner.push(msg))
+            elif isinstance(msg, Text):
+                log.info("[%s] client says: %s", spec.name, msg.text)
+            elif isinstance(msg, Close):
+                self._send_outputs(runner.finish())
+                self.writer.close()
+                log.info("[%s] stream finished", spec.name)
+                return
+            else:
+                raise ProtocolError(f"unexpected {type(msg).__name__} message inside the stream")
+
+
+class SodiumServer(socketserver.ThreadingTCPServer):
+    """``serve_forever()`` on (host, port); one thread per connection."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        chains_dir: Path | None = None,
+        limits: Limits | None = None,
+    ) -> None:
+        self.chains_dir = chains_dir
+        self.limits = limits or Limits()
+        super().__init__((host, port), _Handler)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: SodiumServer
+
+    def handle(self) -> None:
+        log.info("connection from %s:%s", *self.client_address[:2])
+        _Session(self.request, self.server.chains_dir, self.server.limits).run()
