@@ -58,7 +58,8 @@ def test_against_finufft_at_scale(rng):
     data = rng.standard_normal((2, k.shape[0])) + 1j * rng.standard_normal((2, k.shape[0]))
     data *= radial_dcf(traj).ravel()
     n = 48
-    ref = finufft.nufft3d1(*(2 * np.pi * k.T), data, (n, n, n), eps=1e-12, isign=1)
+    xyz = [np.ascontiguousarray(2 * np.pi * k[:, c]) for c in range(3)]
+    ref = finufft.nufft3d1(*xyz, data, (n, n, n), eps=1e-12, isign=1)
     ref = ref.transpose(0, 3, 2, 1)  # finufft is (x, y, z); ours (z, y, x)
     assert relative_error(ref, Nufft(k, (n, n, n)).adjoint(data)) <= 2e-4
 

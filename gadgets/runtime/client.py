@@ -105,7 +105,8 @@ def send_file(
     out = OutputFolder(out_dir)
     result = SendResult()
     writer = MessageWriter(sock.sendall)
-    reader = MessageReader(sock.makefile("rb").read)
+    rfile = sock.makefile("rb")
+    reader = MessageReader(rfile.read)
     last_sent = [0.0]
 
     def receive() -> None:
@@ -144,6 +145,7 @@ def send_file(
         log.warning("sending stopped: %s", exc)
     receiver.join(timeout_s)
     try:
+        rfile.close()
         sock.close()
     finally:
         out.close()

@@ -59,7 +59,8 @@ class _Session:
     def __init__(self, sock: socket.socket, chains_dir: Path | None, limits: Limits) -> None:
         self.sock = sock
         self.chains_dir = chains_dir
-        self.reader = MessageReader(sock.makefile("rb").read, limits)
+        self.rfile = sock.makefile("rb")
+        self.reader = MessageReader(self.rfile.read, limits)
         self._send_lock = threading.Lock()
         self.writer = MessageWriter(self._send)
         self.where = "connection"
@@ -106,6 +107,7 @@ class _Session:
             self._fail(f"[{self.where}] ERROR: {type(exc).__name__}: {exc}")
         finally:
             try:
+                self.rfile.close()
                 self.sock.close()
             except OSError:
                 pass

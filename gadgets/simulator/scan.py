@@ -375,8 +375,8 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
             | (1 << (ismrmrd.ACQ_LAST_IN_REPETITION - 1))
             | (1 << (ismrmrd.ACQ_LAST_IN_MEASUREMENT - 1))
         )
-        h["flags"][0] |= first
-        h["flags"][-1] |= last
+        h["flags"][0] |= np.uint64(first)
+        h["flags"][-1] |= np.uint64(last)
         out = np.concatenate([noise, imaging])
         out["head"]["scan_counter"] = np.arange(len(out))
         return out
