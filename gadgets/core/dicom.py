@@ -1,0 +1,309 @@
+"""DICOM series (MR Image Storage, one file per slice) from a 3D map, its geometry and the scan's
+ISMRMRD header: what the console and the PACS show.
+
+Pixels are signed 16-bit; ``RescaleSlope`` (intercept 0) is the smallest of 0.001 ... 0.1 units
+per stored value that holds the map's range, so a value is stored to within half a slope
+(<= 0.05 mM for TSC). A Real World Value Mapping item states the same mapping with its UCUM unit
+(``mmol/L`` for TSC, ``Hz`` for B0 maps, ``1`` for arbitrary units).
+
+Geometry. The volume is ``(nz, ny, nx)``, x fastest; voxel index ``i_a`` sits at
+``r_a = i_a - n_a // 2`` voxels from the volume centre, which is the ISMRMRD ``position`` (patient
+LPS mm); ``x``, ``y``, ``z`` run along ``read_dir``, ``phase_dir``, ``slice_dir`` with voxel
+sizes ``d_a = FOV_a / n_a``. File ``k`` holds slice ``iz = k``; its rows run along y and its
+columns along x, so::
+
+    ImageOrientationPatient = read_dir (along a row), phase_dir (down a column)
+    ImagePositionPatient    = position + d_x (0 - nx//2) read_dir + d_y (0 - ny//2) phase_dir
+                                       + d_z (k - nz//2) slice_dir          (centre of pixel 0,0)
+    PixelSpacing            = [d_y, d_x]        (row spacing first)
+    SliceThickness = SpacingBetweenSlices = d_z
+    SliceLocation           = ImagePositionPatient . (read_dir x phase_dir)
+    Rows = ny, Columns = nx
+
+Identity (patient, study, frame of reference, protocol) comes from the ISMRMRD header, so the
+series lands in the scanner's study beside the proton images; every series gets a new UID
+(``2.25.<UUID>``, no vendor root).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+_NS = "{http://www.ismrm.org/ISMRMRD}"
+_SLOPES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+
+#: UCUM code, meaning: the units of the maps this project writes
+UNITS = {
+    "mmol/L": "millimole per liter",
+    "Hz": "hertz",
+    "1": "no units",
+}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a ``(nz, ny, nx)`` volume sits in the patient (LPS mm)."""
+
+    shape: tuple[int, int, int]
+    fov_mm: tuple[float, float, float]  # (x, y, z)
+    position_mm: tuple[float, float, float]
+    read_dir: tuple[float, float, float]
+    phase_dir: tuple[float, float, float]
+    slice_dir: tuple[float, float, float]
+
+    @property
+    def voxel_mm(self) -> np.ndarray:
+        nz, ny, nx = self.shape
+        return np.array(self.fov_mm, np.float64) / np.array([nx, ny, nz])
+
+    def slice_position(self, k: int) -> np.ndarray:
+        nz, ny, nx = self.shape
+        dx, dy, dz = self.voxel_mm
+        return (
+            np.asarray(self.position_mm, np.float64)
+            + dx * (0 - nx // 2) * np.asarray(self.read_dir)
+            + dy * (0 - ny // 2) * np.asarray(self.phase_dir)
+            + dz * (k - nz // 2) * np.asarray(self.slice_dir)
+        )
+
+    @classmethod
+    def from_image(cls, image) -> Geometry:
+        """From an ``ismrmrd.Image`` of the whole volume (data (1, nz, ny, nx))."""
+        nz, ny, nx = image.data.shape[-3:]
+        return cls(
+            (nz, ny, nx), tuple(map(float, image.field_of_view)), tuple(map(float, image.position)),
+            tuple(map(float, image.read_dir)), tuple(map(float, image.phase_dir)),
+            tuple(map(float, image.slice_dir)),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """What a series is: its description (e.g. ``Na23 TSC [mmol/L]``), number, UCUM unit,
+    the label of its value mapping, ImageType values 3 and 4, and the display window."""
+
+    description: str
+    series_number: int
+    unit: str = "mmol/L"
+    label: str = "TSC"
+    image_type: tuple[str, ...] = ("TSC",)
+    window: tuple[float, float] | None = None  # centre, width in the unit
+    comments: str = ""
+    echo_time_ms: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _header_fields(xml: str) -> dict[str, str]:
+    """Flat ``{path/leaf: text}`` of the ISMRMRD header (first occurrence of each)."""
+    root = ET.fromstring(xml)
+    out: dict[str, str] = {}
+
+    def walk(el: ET.Element, path: str) -> None:
+        for child in el:
+            tag = child.tag.replace(_NS, "")
+            p = f"{path}/{tag}" if path else tag
+            if len(child):
+                walk(child, p)
+            elif p not in out:
+                out[p] = (child.text or "").strip()
+
+    walk(root, "")
+    return out
+
+
+def _all(xml: str, leaf: str) -> list[str]:
+    root = ET.fromstring(xml)
+    return [(e.text or "").strip() for e in root.iter(f"{_NS}{leaf}")]
+
+
+def _ds(value: float) -> str:
+    """A Decimal String of at most 16 characters."""
+    text = f"{value:.10g}"
+    return text if len(text) <= 16 else f"{value:.6e}"
+
+
+def _slope(volume: np.ndarray) -> float:
+    peak = float(np.nanmax(np.abs(volume))) if volume.size else 0.0
+    for slope in _SLOPES:
+        if peak / slope <= 32767:
+            return slope
+    raise ValueError(f"values up to {peak:g} do not fit 16 bits at <= 0.1 per step")
+
+
+def series_datasets(
+    volume: np.ndarray, geometry: Geometry, header_xml: str, info: SeriesInfo
+) -> list[Dataset]:
+    """One MR Image Storage dataset per slice of ``volume`` (nz, ny, nx), in ``info.unit``."""
+    volume = np.asarray(volume, np.float64)
+    if volume.shape != geometry.shape:
+        raise ValueError(f"volume {volume.shape} does not match its geometry {geometry.shape}")
+    if info.unit not in UNITS:
+        raise ValueError(f"unknown unit {info.unit!r}; known: {sorted(UNITS)}")
+    finite = np.where(np.isfinite(volume), volume, 0.0)
+    slope = _slope(finite)
+    stored = np.clip(np.round(finite / slope), -32768, 32767).astype(np.int16)
+    h = _header_fields(header_xml)
+    now = _dt.datetime.now()
+    series_uid = generate_uid(prefix=None)
+    frame_uid = h.get("measurementInformation/frameOfReferenceUID") or generate_uid(prefix=None)
+    study_uid = h.get("studyInformation/studyInstanceUID") or generate_uid(prefix=None)
+    te = _all(header_xml, "TE")
+    echo_ms = info.echo_time_ms
+    if echo_ms is None and te:
+        echo_ms = float(te[0])
+    normal = np.cross(geometry.read_dir, geometry.phase_dir)
+    dx, dy, dz = geometry.voxel_mm
+    nz, ny, nx = geometry.shape
+    window = info.window or (float(np.percentile(finite, 50)), float(np.ptp(finite)) or 1.0)
+    out = []
+    for k in range(nz):
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        sop_uid = generate_uid(prefix=None)
+        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+        ds.SpecificCharacterSet = "ISO_IR 192"
+        ds.SOPClassUID = MRImageStorage
+        ds.SOPInstanceUID = sop_uid
+        # patient and study: from the scan
+        ds.PatientName = h.get("subjectInformation/patientName", "")
+        ds.PatientID = h.get("subjectInformation/patientID", "")
+        ds.PatientBirthDate = h.get("subjectInformation/patientBirthdate", "").replace("-", "")
+        sex = h.get("subjectInformation/patientGender", "")
+        ds.PatientSex = sex if sex in ("M", "F", "O") else ""
+        ds.StudyInstanceUID = study_uid
+        ds.StudyDate = h.get("studyInformation/studyDate", "").replace("-", "") or now.strftime(
+            "%Y%m%d"
+        )
+        ds.StudyTime = h.get("studyInformation/studyTime", "").replace(":", "") or now.strftime(
+            "%H%M%S"
+        )
+        ds.StudyID = h.get("studyInformation/studyID", "")[:16]
+        ds.AccessionNumber = h.get("studyInformation/accessionNumber", "")[:16]
+        ds.ReferringPhysicianName = h.get("studyInformation/referringPhysicianName", "")
+        if h.get("studyInformation/studyDescription"):
+            ds.StudyDescription = h["studyInformation/studyDescription"][:64]
+        # series
+        ds.Modality = "MR"
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesNumber = info.series_number
+        ds.SeriesDescription = info.description[:64]
+        ds.SeriesDate = now.strftime("%Y%m%d")
+        ds.SeriesTime = now.strftime("%H%M%S")
+        ds.ProtocolName = h.get("measurementInformation/protocolName", "")[:64]
+        ds.BodyPartExamined = (h.get("studyInformation/bodyPartExamined") or "HEAD")[:16]
+        position = h.get("measurementInformation/patientPosition", "")
+        if position:
+            ds.PatientPosition = position
+        ds.FrameOfReferenceUID = frame_uid
+        ds.PositionReferenceIndicator = ""
+        ds.Manufacturer = h.get("acquisitionSystemInformation/systemVendor", "")[:64]
+        ds.ManufacturerModelName = h.get("acquisitionSystemInformation/systemModel", "")[:64]
+        if h.get("acquisitionSystemInformation/institutionName"):
+            ds.InstitutionName = h["acquisitionSystemInformation/institutionName"][:64]
+        ds.SoftwareVersions = "sodium-gadgets"
+        # image
+        ds.InstanceNumber = k + 1
+        ds.ContentDate = now.strftime("%Y%m%d")
+        ds.ContentTime = now.strftime("%H%M%S")
+        ds.ImageType = ["DERIVED", "PRIMARY", *info.image_type]
+        if info.comments:
+            ds.ImageComments = info.comments[:10240]
+        ds.ImageOrientationPatient = [_ds(v) for v in (*geometry.read_dir, *geometry.phase_dir)]
+        ipp = geometry.slice_position(k)
+        ds.ImagePositionPatient = [_ds(v) for v in ipp]
+        ds.SliceLocation = _ds(float(ipp @ normal))
+        ds.PixelSpacing = [_ds(dy), _ds(dx)]
+        ds.SliceThickness = _ds(dz)
+        ds.SpacingBetweenSlices = _ds(dz)
+        # MR acquisition
+        ds.ScanningSequence = "GR"
+        ds.SequenceVariant = "SP"
+        ds.ScanOptions = ""
+        ds.MRAcquisitionType = "3D"
+        tr = _all(header_xml, "TR")
+        ds.RepetitionTime = _ds(float(tr[0])) if tr else ""
+        ds.EchoTime = _ds(echo_ms) if echo_ms is not None else ""
+        ds.EchoTrainLength = 1
+        flip = _all(header_xml, "flipAngle_deg")
+        if flip:
+            ds.FlipAngle = _ds(float(flip[0]))
+        ds.ImagedNucleus = "23NA"
+        field_t = h.get("acquisitionSystemInformation/systemFieldStrength_T")
+        if field_t:
+            ds.MagneticFieldStrength = _ds(float(field_t))
+        freq = h.get("experimentalConditions/H1resonanceFrequency_Hz")
+        if freq:
+            ds.ImagingFrequency = _ds(float(freq) / 1e6)
+        ds.SequenceName = h.get("measurementInformation/sequenceName", "")[:16]
+        # pixels and their meaning
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = ny, nx
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+        ds.PixelRepresentation = 1
+        ds.PixelData = stored[k].tobytes()
+        ds.RescaleIntercept = "0"
+        ds.RescaleSlope = _ds(slope)
+        ds.RescaleType = "US" if info.unit != "Hz" else "HZ"
+        ds.WindowCenter = _ds(window[0])
+        ds.WindowWidth = _ds(max(window[1], slope))
+        mapping = Dataset()
+        mapping.LUTExplanation = info.description[:64]
+        mapping.LUTLabel = info.label[:16]
+        mapping.RealWorldValueFirstValueMapped = -32768
+        mapping.RealWorldValueLastValueMapped = 32767
+        mapping.RealWorldValueIntercept = 0.0
+        mapping.RealWorldValueSlope = slope
+        unit = Dataset()
+        unit.CodeValue = info.unit
+        unit.CodingSchemeDesignator = "UCUM"
+        unit.CodeMeaning = UNITS[info.unit]
+        mapping.MeasurementUnitsCodeSequence = [unit]
+        ds.RealWorldValueMappingSequence = [mapping]
+        for key, value in info.extra.items():
+            setattr(ds, key, value)
+        out.append(ds)
+    return out
+
+
+def write_series(datasets: list[Dataset], out_dir: str | Path, prefix: str) -> list[Path]:
+    """Write each dataset as ``prefix_0001.dcm`` ... atomically (temporary file, then rename)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, ds in enumerate(datasets, start=1):
+        path = out_dir / f"{prefix}_{i:04d}.dcm"
+        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".partial")
+        os.close(fd)
+        try:
+            ds.save_as(tmp, enforce_file_format=True)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        paths.append(path)
+    return paths
+
+
+def read_series(paths: list[Path]) -> tuple[np.ndarray, list[Dataset]]:
+    """Real-world values (nz, ny, nx) and the datasets of a series, sorted by InstanceNumber."""
+    datasets = sorted((pydicom.dcmread(p) for p in paths), key=lambda d: int(d.InstanceNumber))
+    volume = np.stack(
+        [
+            d.pixel_array.astype(np.float64) * float(d.RescaleSlope) + float(d.RescaleIntercept)
+            for d in datasets
+        ]
+    )
+    return volume, datasets
