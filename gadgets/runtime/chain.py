@@ -166,7 +166,8 @@ def instantiate(
                 used.add(key)
         try:
             steps.append((step.name, cls(header, **values)))
-        except PropertyError as exc:
+        except (PropertyError, ValueError, AttributeError, TypeError) as exc:
+            # a bad setting, or a header without what the step needs
             raise ChainError(f"chain {spec.name}: step {step.name!r}: {exc}") from exc
     unused = sorted(set(overrides) - used)
     if unused:

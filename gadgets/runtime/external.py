@@ -86,6 +86,9 @@ def _drain(reader: MessageReader, sock, timeout_s: float = 30.0) -> None:
 
 def _send(writer: MessageWriter, items, name: str) -> None:
     for item in items:
+        if isinstance(item, str):  # a notice for the client: Gadgetron takes no text, log it
+            log.warning("%s: %s", name, item)
+            continue
         if not isinstance(item, ismrmrd.Acquisition | ismrmrd.Image | ismrmrd.Waveform):
             raise TypeError(f"{name} produced a {type(item).__name__}, which Gadgetron cannot take")
         writer.item(item)

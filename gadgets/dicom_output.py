@@ -1,0 +1,117 @@
+"""DICOM output: every reconstructed image volume becomes a DICOM series (MR Image Storage, one
+file per slice, see :mod:`gadgets.core.dicom`), delivered
+
+* ``stream``: back to the client over the connection (message 1018; ``sodium-gadgets send``
+  writes the files to its output folder) -- embedded server and ``recon`` only;
+* ``folder``: into ``folder`` (atomic writes: never a half-written file visible);
+* ``pacs``: to a PACS by C-STORE (``pacs_host``, ``pacs_port``, AE titles, timeout). A PACS that
+  is down is logged and reported as a text message; the files stay in ``folder`` (or, without
+  one, in ``$SODIUM_GADGETS_CACHE/undelivered``) and the scan's other outputs are unaffected.
+
+What a volume is comes from its ISMRMRD meta (``attribute_string``): ``SeriesDescription``,
+``Units`` (UCUM: ``mmol/L``, ``Hz``, ``1``), ``WindowCenter``/``WindowWidth``, ``ImageComments``;
+without meta it is an uncalibrated sodium image in arbitrary units. Under a real Gadgetron,
+use ``deliver=folder`` or ``pacs`` and keep ``pass_images`` on: Gadgetron returns the ISMRMRD
+images itself (or converts them with its DicomFinishGadget).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import ismrmrd
+import numpy as np
+import pydicom
+
+from .core.cache import cache_dir
+from .core.dicom import Geometry, SeriesInfo, series_datasets, write_series
+from .runtime.gadget import Gadget, Property
+from .runtime.pacs import PacsTarget, c_store
+from .runtime.protocol import DicomFile
+
+log = logging.getLogger(__name__)
+_DELIVERIES = {"stream", "folder", "pacs"}
+
+
+def _meta(image: ismrmrd.Image) -> dict[str, str]:
+    text = image.attribute_string
+    if not text:
+        return {}
+    try:
+        meta = ismrmrd.Meta.deserialize(text)
+        return {k: str(meta[k]) for k in meta.keys()}
+    except Exception:  # unreadable meta: treat as none
+        log.warning("ignoring unreadable image meta")
+        return {}
+
+
+class DicomOutput(Gadget):
+    """Turn image volumes into DICOM series and deliver them."""
+
+    properties = {
+        "deliver": Property(str, "stream", "comma-separated: stream, folder, pacs"),
+        "folder": Property(str, "", "output folder for deliver=folder (and kept PACS files)"),
+        "pacs_host": Property(str, "", "PACS host for deliver=pacs"),
+        "pacs_port": Property(int, 104, "PACS port"),
+        "pacs_ae_title": Property(str, "PACS", "called AE title"),
+        "calling_ae_title": Property(str, "SODIUM", "our AE title"),
+        "pacs_timeout_s": Property(float, 10.0, "association, message and network timeout"),
+        "pass_images": Property(bool, True, "also pass the ISMRMRD image on"),
+    }
+
+    def setup(self) -> None:
+        self.targets = {d.strip() for d in self.deliver.split(",") if d.strip()}
+        unknown = self.targets - _DELIVERIES
+        if unknown:
+            raise ValueError(f"unknown delivery {sorted(unknown)}; use {sorted(_DELIVERIES)}")
+        if "pacs" in self.targets and not self.pacs_host:
+            raise ValueError("deliver=pacs needs pacs_host")
+        if "folder" in self.targets and not self.folder:
+            raise ValueError("deliver=folder needs folder")
+        import ismrmrd.xsd
+
+        self.header_xml = ismrmrd.xsd.ToXML(self.header)
+
+    def process(self, item):
+        if not isinstance(item, ismrmrd.Image):
+            yield item
+            return
+        meta = _meta(item)
+        unit = meta.get("Units", "1")
+        window = None
+        if "WindowCenter" in meta and "WindowWidth" in meta:
+            window = (float(meta["WindowCenter"]), float(meta["WindowWidth"]))
+        info = SeriesInfo(
+            description=meta.get("SeriesDescription", "Na23 image [a.u.]"),
+            series_number=int(item.image_series_index),
+            unit=unit,
+            label=meta.get("LUTLabel", "Na23"),
+            image_type=(meta.get("ImageTypeValue3", "OTHER"),),
+            window=window,
+            comments=meta.get("ImageComments", ""),
+        )
+        volume = np.abs(item.data[0]) if np.iscomplexobj(item.data) else item.data[0]
+        datasets = series_datasets(volume, Geometry.from_image(item), self.header_xml, info)
+        prefix = f"series{info.series_number:03d}"
+        if "stream" in self.targets:
+            for i, ds in enumerate(datasets, start=1):
+                buf = io.BytesIO()
+                pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+                yield DicomFile(buf.getvalue(), f"{prefix}_{i:04d}.dcm", info.description)
+        files: list[Path] = []
+        if "folder" in self.targets:
+            files = write_series(datasets, self.folder, prefix)
+        if "pacs" in self.targets:
+            if not files:  # PACS-only: keep a copy where it can be found if the PACS is down
+                files = write_series(datasets, cache_dir("undelivered"), prefix)
+            target = PacsTarget(
+                self.pacs_host, self.pacs_port, self.pacs_ae_title, self.calling_ae_title,
+                self.pacs_timeout_s,
+            )  # fmt: skip
+            report = c_store(files, target)
+            if report.error:
+                yield f"DicomOutput: {report.error}; files kept in {files[0].parent}"
+        if self.pass_images:
+            yield item
