@@ -228,6 +228,16 @@ def test_bad_input_gets_a_clear_error_and_the_server_serves_on(tiny, server, tmp
             "unknown chain 'nope'",
         ),
         "config twice": (good + _frames(("config_file", "x")), "unexpected ConfigFile"),
+        "chain by path": (
+            _frames(("config_file", "/etc/passwd"), ("header", header_xml)),
+            "not by a path",
+        ),  # fmt: skip
+        "foreign module": (
+            _frames(
+                ("config_text", _chain(_external("chain_gadgets", "Scale"))), ("header", header_xml)
+            ),
+            "not allowed on this server",
+        ),  # fmt: skip
     }
     for name, (payload, expected) in cases.items():
         text = _error_text(_raw_session(server.port, payload))

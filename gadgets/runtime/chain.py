@@ -144,10 +144,15 @@ def _gadget(node: ET.Element, chain: str, index: int) -> StepSpec:
 
 
 def instantiate(
-    spec: ChainSpec, header: object, overrides: dict[str, str] | None = None
+    spec: ChainSpec,
+    header: object,
+    overrides: dict[str, str] | None = None,
+    allowed_modules: tuple[str, ...] | None = None,
 ) -> list[tuple[str, Gadget]]:
     """Build every step of a chain for the embedded runner, with property overrides applied to
-    each step that declares them. Errors name the chain, the step and the property."""
+    each step that declares them. Errors name the chain, the step and the property.
+    ``allowed_modules``: packages steps may come from (None: any; the server restricts them,
+    since importing a module runs its code)."""
     overrides = dict(overrides or {})
     used: set[str] = set()
     steps: list[tuple[str, Gadget]] = []
@@ -158,7 +163,12 @@ def instantiate(
                 f"({step.module or 'no dll'}), which only a Gadgetron server can run; the embedded "
                 "runtime runs <external> Python steps"
             )
-        cls = import_target(step.module, step.target, f"chain {spec.name}: step {step.name!r}")
+        where = f"chain {spec.name}: step {step.name!r}"
+        if allowed_modules is not None and not any(
+            step.module == m or step.module.startswith(m + ".") for m in allowed_modules
+        ):
+            raise ChainError(f"{where}: module {step.module!r} is not allowed on this server")
+        cls = import_target(step.module, step.target, where)
         values = dict(step.properties)
         for key, value in overrides.items():
             if key in cls.properties:

@@ -38,11 +38,19 @@ def parse_header(xml: str) -> Any:
 class ChainRunner:
     """Runs one chain for one stream: :meth:`push` each item, then :meth:`finish` once."""
 
-    def __init__(self, spec: ChainSpec, header_xml: str, overrides: dict[str, str] | None = None):
+    def __init__(
+        self,
+        spec: ChainSpec,
+        header_xml: str,
+        overrides: dict[str, str] | None = None,
+        allowed_modules: tuple[str, ...] | None = None,
+    ):
         self.spec = spec
         self.header_xml = header_xml
         self.header = parse_header(header_xml)
-        self.steps: list[tuple[str, Gadget]] = instantiate(spec, self.header, overrides)
+        self.steps: list[tuple[str, Gadget]] = instantiate(
+            spec, self.header, overrides, allowed_modules
+        )
         self.items_in = 0
         self.started = time.perf_counter()
         log.info("chain %s: %s", spec.name, " -> ".join(name for name, _ in self.steps))

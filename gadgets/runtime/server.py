@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9002
 DEFAULT_CHAIN_NAMES = ("", "default", "default.xml")
+#: packages a client's chain may take steps from: importing a module runs its code
+ALLOWED_MODULES = ("gadgets",)
 
 
 def answer_query(query: str) -> str:
@@ -56,7 +58,14 @@ def answer_query(query: str) -> str:
 class _Session:
     """One client connection."""
 
-    def __init__(self, sock: socket.socket, chains_dir: Path | None, limits: Limits) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        chains_dir: Path | None,
+        limits: Limits,
+        allowed_modules: tuple[str, ...] = ALLOWED_MODULES,
+    ) -> None:
+        self.allowed_modules = allowed_modules
         self.sock = sock
         self.chains_dir = chains_dir
         self.rfile = sock.makefile("rb")
@@ -151,12 +160,17 @@ class _Session:
             )
         overrides: dict[str, str] = {}
         if spec is None:
+            name = chain_name.removesuffix(".xml")
+            if "/" in name or "\\" in name or name.startswith("."):
+                raise ProtocolError(
+                    "a chain is named as in the server's chains folder, not by a path"
+                )
             if chain_name in DEFAULT_CHAIN_NAMES:
                 entry = chain_for_protocol(header.xml, self.chains_dir)
                 chain_name, overrides = entry.chain, entry.overrides
             spec = load_chain(chain_name, self.chains_dir)
         self.where = spec.name
-        runner = ChainRunner(spec, header.xml, overrides)
+        runner = ChainRunner(spec, header.xml, overrides, self.allowed_modules)
         log.info("[%s] stream started", spec.name)
         while True:
             msg = self._next()
@@ -185,9 +199,11 @@ class SodiumServer(socketserver.ThreadingTCPServer):
         port: int = DEFAULT_PORT,
         chains_dir: Path | None = None,
         limits: Limits | None = None,
+        allowed_modules: tuple[str, ...] = ALLOWED_MODULES,
     ) -> None:
         self.chains_dir = chains_dir
         self.limits = limits or Limits()
+        self.allowed_modules = allowed_modules
         super().__init__((host, port), _Handler)
 
     @property
@@ -200,4 +216,5 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         log.info("connection from %s:%s", *self.client_address[:2])
-        _Session(self.request, self.server.chains_dir, self.server.limits).run()
+        srv = self.server
+        _Session(self.request, srv.chains_dir, srv.limits, srv.allowed_modules).run()
