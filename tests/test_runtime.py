@@ -346,3 +346,22 @@ def test_failures_under_gadgetron_are_errors_not_text(tiny, header_xml):
     got = _play_gadgetron(tiny, header_xml, config=bad_config)
     errors = [m for m in got if isinstance(m, Error)]
     assert errors and "oversampling" in errors[0].text
+
+
+def test_fast_reader_equals_ismrmrd(tiny):
+    xml, items = read_raw(tiny)
+    ds = ismrmrd.Dataset(str(tiny), "dataset", create_if_needed=False)
+    try:
+        theirs_xml = ds.read_xml_header()
+        theirs = [ds.read_acquisition(i) for i in range(ds.number_of_acquisitions())]
+    finally:
+        ds.close()
+    assert xml == (theirs_xml.decode() if isinstance(theirs_xml, bytes) else theirs_xml)
+    ours = list(items)
+    assert len(ours) == len(theirs) == 616
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.getHead() == b.getHead()
+        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.traj, b.traj)
+    with pytest.raises(FileNotFoundError):
+        read_raw(tiny.parent / "missing.h5")

@@ -10,7 +10,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
 import ismrmrd
+import numpy as np
 
 from .chain import load_chain
 from .outputs import OutputFolder
@@ -28,35 +30,33 @@ _BLOCK = 256
 def read_raw(path: str | Path) -> tuple[str, Iterator]:
     """The XML header and an iterator over the acquisitions of an ISMRMRD file.
 
-    The file is opened for one block of readouts at a time, under a process-wide lock: threads
-    that read the same file (several sends from one process) must not share open HDF5 handles,
-    which close together.
+    Readouts are read a block at a time straight from the HDF5 records (ismrmrd's
+    ``read_acquisition`` makes three HDF5 reads per readout: 4 ms each, 20x the cost of
+    gridding it), and the file is open only while a block is read, under a process-wide lock:
+    threads reading one file must not share HDF5 handles, which close together.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    with _H5_LOCK:
-        dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
-        try:
-            xml = dset.read_xml_header()
-            total = dset.number_of_acquisitions()
-        finally:
-            dset.close()
-    xml = xml.decode("utf-8") if isinstance(xml, bytes) else xml
+    with _H5_LOCK, h5py.File(path, "r") as f:
+        if "dataset/xml" not in f:
+            raise ValueError(f"{path} is not an ISMRMRD file (no dataset/xml)")
+        raw_xml = f["dataset/xml"][0]
+        total = f["dataset/data"].shape[0] if "dataset/data" in f else 0
+    xml = raw_xml.decode("utf-8") if isinstance(raw_xml, bytes) else str(raw_xml)
 
     def items():
         for start in range(0, total, _BLOCK):
-            with _H5_LOCK:
-                dset = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
-                try:
-                    block = [
-                        dset.read_acquisition(i) for i in range(start, min(total, start + _BLOCK))
-                    ]
-                finally:
-                    dset.close()
-            yield from block
+            with _H5_LOCK, h5py.File(path, "r") as f:
+                records = f["dataset/data"][start : min(total, start + _BLOCK)]
+            for rec in records:
+                acq = ismrmrd.Acquisition(rec["head"].tobytes())
+                acq.data[:] = rec["data"].view(np.complex64).reshape(acq.data.shape)
+                if acq.trajectory_dimensions:
+                    acq.traj[:] = rec["traj"].reshape(acq.traj.shape)
+                yield acq
 
-    return xml, items()
+    return xml.rstrip("\0"), items()
 
 
 def recon_file(
