@@ -74,9 +74,7 @@ class SumOfSquaresPreview(Gadget):
             self.grids[echo] = grid
         dcf = radial_dcf(traj[None])[0] / self.projections
         grid.add(traj, data, dcf)
-        self.template = item
-        return
-        yield  # a generator that yields nothing per readout
+        self.template = item  # nothing is yielded per readout: the images come at the end
 
     def finish(self):
         for echo in sorted(self.grids):
