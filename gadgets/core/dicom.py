@@ -157,7 +157,7 @@ def series_datasets(
     series_uid = generate_uid(prefix=None)
     frame_uid = h.get("measurementInformation/frameOfReferenceUID") or generate_uid(prefix=None)
     study_uid = h.get("studyInformation/studyInstanceUID") or generate_uid(prefix=None)
-    te = _all(header_xml, "TE")
+    te, tr, flip = (_all(header_xml, leaf) for leaf in ("TE", "TR", "flipAngle_deg"))
     echo_ms = info.echo_time_ms
     if echo_ms is None and te:
         echo_ms = float(te[0])
@@ -232,11 +232,9 @@ def series_datasets(
         ds.SequenceVariant = "SP"
         ds.ScanOptions = ""
         ds.MRAcquisitionType = "3D"
-        tr = _all(header_xml, "TR")
         ds.RepetitionTime = _ds(float(tr[0])) if tr else ""
         ds.EchoTime = _ds(echo_ms) if echo_ms is not None else ""
         ds.EchoTrainLength = 1
-        flip = _all(header_xml, "flipAngle_deg")
         if flip:
             ds.FlipAngle = _ds(float(flip[0]))
         ds.ImagedNucleus = "23NA"

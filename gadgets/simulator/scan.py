@@ -352,10 +352,7 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
         noise_head.set_flag(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
         noise = _records(noise_head, noise_scans.transpose(1, 0, 2), None)
         readouts = kspace.transpose(2, 1, 0, 3).reshape(nproj * necho, nch, nsamp)
-        shape_traj = traj[:1] if with_traj else None
-        head = ismrmrd.Acquisition.from_array(
-            readouts[0], None if shape_traj is None else shape_traj[0]
-        )
+        head = ismrmrd.Acquisition.from_array(readouts[0], traj[0] if with_traj else None)
         head.sample_time_us = dwell_s * 1e6
         head.center_sample = 0
         for key, value in geometry.items():
