@@ -146,7 +146,7 @@ def _images(path):
 def test_recon_and_serve_give_the_same_images(tiny, server, tmp_path):
     local = recon_file(tiny, tmp_path / "recon")  # chain chosen by the protocol map
     assert local.images == 2
-    result, out = send_file(tiny, tmp_path / "sent", port=server.port, config="sodium_preview")
+    result, out = send_file(tiny, tmp_path / "sent", port=server.port, config="default")
     assert result.closed and not result.errors and out.images == 2
     a, b = _images(tmp_path / "recon" / "images.h5"), _images(tmp_path / "sent" / "images.h5")
     assert len(a) == 2 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))

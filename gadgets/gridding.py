@@ -1,0 +1,153 @@
+"""Streaming gridding: each imaging readout is density-compensated and gridded onto its echo's
+oversampled grid as it arrives, so at the end of the scan only the FFTs remain. One complex
+volume per echo leaves at the end, channels ``coil * n_bins + bin``.
+
+* Trajectory: the readout's ``traj`` (cycles/pixel), else the header's ``trajectoryDescription``.
+* Density compensation ``dcf``: ``analytic`` (radial weights of the readout's own ``|k|(t)``,
+  exact for DA-3DPR, 3DPR and TPI) or ``pipe_menon`` (iterative, for any trajectory; needs the
+  whole trajectory from the header; cached on disk by trajectory).
+* ``discard_pre``/``discard_post`` samples are dropped. Repetitions/averages land on the same
+  grid (summed, and divided by their count at the end).
+* Off-resonance bins for MFI (``b0_max_ppm > 0``): each readout is demodulated at every bin
+  frequency (:func:`gadgets.core.b0.mfi_frequencies`) and all bins are gridded in one pass as
+  extra channels, so B0 correction costs no pass over the data at the end. Memory per grid
+  (logged): ``(G N + 6)^3 x coils x bins x 8`` bytes per echo; oversampling 1.5 keeps the
+  8-channel, 5-bin, 2-echo 7T scan at ~0.6 GB.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import ismrmrd
+import numpy as np
+
+from .core.b0 import mfi_frequencies
+from .core.density import pipe_menon, radial_dcf
+from .core.gridding import GridAccumulator
+from .core.trajectory import trajectory_description
+from .runtime.gadget import Gadget, Property
+from .volumes import volume_image
+
+log = logging.getLogger(__name__)
+
+
+class StreamingGridder(Gadget):
+    """Grid readouts per echo (and MFI bin) as they arrive; channel volumes at the end."""
+
+    properties = {
+        "oversampling": Property(float, 1.5, "grid oversampling (1.25-2)"),
+        "kernel_width": Property(int, 5, "Kaiser-Bessel width, grid cells"),
+        "dcf": Property(str, "analytic", "density compensation: analytic or pipe_menon"),
+        "b0_max_ppm": Property(float, 0.0, "MFI bins span +- this (0: no B0 correction)"),
+        "mfi_max_cycles": Property(float, 0.5, "phase between MFI bins over the readout"),
+    }
+
+    def setup(self) -> None:
+        if self.dcf not in ("analytic", "pipe_menon"):
+            raise ValueError(f"dcf must be analytic or pipe_menon, not {self.dcf!r}")
+        enc = self.header.encoding[0]
+        m = enc.reconSpace.matrixSize
+        self.matrix = (int(m.z), int(m.y), int(m.x))
+        fov = enc.reconSpace.fieldOfView_mm
+        self.fov_mm = (float(fov.x), float(fov.y), float(fov.z))
+        limits = enc.encodingLimits.kspace_encoding_step_1
+        self.projections = int(limits.maximum) + 1 if limits is not None else None
+        self.described = trajectory_description(self.header)
+        self._described_traj = None
+        self._pm_weights = None
+        self.grids: dict[int, GridAccumulator] = {}
+        self.counts: dict[int, int] = {}
+        self.bins_hz: np.ndarray | None = None
+        self.template = None
+        self.k_radius = None
+        self.dwell_s = 0.0
+
+    def _trajectory(self, acq: ismrmrd.Acquisition) -> np.ndarray:
+        if acq.trajectory_dimensions == 3:
+            return acq.traj
+        if self.described is None:
+            raise ValueError("readouts carry no traj and the header has no trajectoryDescription")
+        if self._described_traj is None:
+            self._described_traj = self.described.trajectory()
+        return self._described_traj[acq.idx.kspace_encode_step_1]
+
+    def _dcf(self, acq: ismrmrd.Acquisition, traj: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        if self.dcf == "analytic":
+            return radial_dcf(traj[None])[0] / self.projections
+        if self._pm_weights is None:
+            if self.described is None:
+                raise ValueError("dcf=pipe_menon needs the header's trajectoryDescription")
+            full = self.described.trajectory()
+            result = pipe_menon(full, self.matrix[::-1])
+            log.info("Pipe-Menon weights: %d iterations, residual %.2g%s", result.iterations,
+                     result.residual, " (cached)" if result.cached else "")  # fmt: skip
+            self._pm_weights = result.weights
+        return self._pm_weights[acq.idx.kspace_encode_step_1][lo:hi]
+
+    def _bins(self, dwell_s: float, nsamples: int) -> np.ndarray:
+        if self.b0_max_ppm <= 0:
+            return np.zeros(1)
+        larmor = float(self.header.experimentalConditions.H1resonanceFrequency_Hz)
+        bins = mfi_frequencies(self.b0_max_ppm * larmor * 1e-6, nsamples * dwell_s,
+                               self.mfi_max_cycles)  # fmt: skip
+        log.info("MFI: %d bins from %.1f to %.1f Hz", bins.size, bins[0], bins[-1])
+        return bins
+
+    def process(self, item):
+        if not isinstance(item, ismrmrd.Acquisition):
+            yield item
+            return
+        if item.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
+            return
+        if self.projections is None:
+            raise ValueError("the header lacks encodingLimits.kspace_encoding_step_1")
+        lo, hi = item.discard_pre, item.number_of_samples - item.discard_post
+        traj = np.asarray(self._trajectory(item)[lo:hi], np.float32)
+        data = item.data[:, lo:hi]
+        if self.bins_hz is None:
+            self.dwell_s = item.sample_time_us * 1e-6
+            self.bins_hz = self._bins(self.dwell_s, hi - lo)
+            self.k_radius = np.linalg.norm(traj, axis=1)
+        if self.bins_hz.size > 1:
+            t = np.arange(hi - lo) * self.dwell_s
+            demod = np.exp(2j * np.pi * self.bins_hz[:, None] * t[None, :]).astype(np.complex64)
+            data = (data[:, None, :] * demod[None]).reshape(-1, hi - lo)
+        echo = item.idx.contrast
+        grid = self.grids.get(echo)
+        if grid is None:
+            grid = GridAccumulator(self.matrix, data.shape[0], oversampling=self.oversampling,
+                                   width=self.kernel_width)  # fmt: skip
+            self.grids[echo] = grid
+            self.counts[echo] = 0
+        grid.add(traj, data, self._dcf(item, traj, lo, hi))
+        self.counts[echo] += 1
+        self.template = item
+
+    def finish(self):
+        te_ms = list(self.header.sequenceParameters.TE or [])
+        for echo in sorted(self.grids):
+            image = self.grids.pop(echo).finish()
+            averages = self.counts[echo] / self.projections
+            if averages > 1.01:
+                image /= averages  # repeated projections: the mean, not the sum
+            elif averages < 0.98:
+                log.warning(
+                    "echo %d: only %d of %d projections arrived (scan cut short?): the image is "
+                    "undersampled and its level low; concentrations from it are unreliable",
+                    echo, self.counts[echo], self.projections,
+                )  # fmt: skip
+            meta = {
+                "fov_mm": self.fov_mm,
+                "SodiumBinsHz": list(self.bins_hz),
+                "SodiumDwellS": self.dwell_s,
+                "SodiumSamples": len(self.k_radius),
+                "SodiumKRadius": [f"{k:.5f}" for k in self.k_radius],
+                "SodiumCoils": image.shape[0] // self.bins_hz.size,
+                "SodiumReadouts": self.counts[echo],
+            }
+            if echo < len(te_ms):
+                meta["SodiumEchoTimeS"] = float(te_ms[echo]) * 1e-3
+            log.info("gridded echo %d: %d readouts, %d channels", echo, self.counts[echo],
+                     image.shape[0])  # fmt: skip
+            yield volume_image(image, self.template, meta, contrast=echo, series_index=100 + echo)

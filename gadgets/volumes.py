@@ -1,0 +1,71 @@
+"""Volumes between gadgets: ``ismrmrd.Image`` (data ``(channels, nz, ny, nx)``) with geometry
+copied from the acquisitions and the facts later steps need in its meta (``attribute_string``),
+so the same steps can run as separate ``<external>`` processes of a real Gadgetron, where only
+ISMRMRD types travel between them.
+
+Meta keys used between the sodium gadgets (values are text, lists where noted):
+
+* ``SodiumBinsHz`` (list): the MFI demodulation frequency of each bin; channel index is
+  ``coil * n_bins + bin`` from the gridder, ``bin`` after coil combination;
+* ``SodiumDwellS``, ``SodiumSamples``: readout timing; ``SodiumKRadius`` (list): ``|k|`` in
+  cycles/pixel of each sample of one readout (for calibration templates);
+* ``SodiumEchoTimeS``, ``SodiumCoils``.
+"""
+
+from __future__ import annotations
+
+import ismrmrd
+import numpy as np
+
+_GEOMETRY = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
+
+
+def volume_image(
+    data: np.ndarray,
+    like,
+    meta: dict[str, object] | None = None,
+    *,
+    series_index: int = 1,
+    contrast: int = 0,
+    image_type: int | None = None,
+) -> ismrmrd.Image:
+    """An image of ``data`` ``(C, nz, ny, nx)`` or ``(nz, ny, nx)`` placed like ``like`` (an
+    acquisition or image: position and directions; ``field_of_view`` from ``meta['fov_mm']``
+    or from ``like`` when it is an image)."""
+    data = np.asarray(data)
+    if data.ndim == 3:
+        data = data[None]
+    img = ismrmrd.Image.from_array(np.ascontiguousarray(data), transpose=False)
+    for key in _GEOMETRY:
+        setattr(img, key, tuple(getattr(like, key)))
+    meta = dict(meta or {})
+    fov = meta.pop("fov_mm", None)
+    img.field_of_view = tuple(fov) if fov is not None else tuple(like.field_of_view)
+    img.contrast = contrast
+    img.image_series_index = series_index
+    img.image_index = 1
+    if image_type is None:
+        image_type = ismrmrd.IMTYPE_COMPLEX if np.iscomplexobj(data) else ismrmrd.IMTYPE_MAGNITUDE
+    img.image_type = image_type
+    if meta:
+        m = ismrmrd.Meta()
+        for k, v in meta.items():
+            m[k] = [str(x) for x in v] if isinstance(v, list | tuple | np.ndarray) else str(v)
+        img.attribute_string = m.serialize()
+    return img
+
+
+def read_meta(image: ismrmrd.Image) -> dict[str, object]:
+    """The meta of an image as a dict of text (lists for multi-valued keys)."""
+    if not image.attribute_string:
+        return {}
+    meta = ismrmrd.Meta.deserialize(image.attribute_string)
+    return {k: meta[k] for k in meta.keys()}
+
+
+def meta_floats(meta: dict[str, object], key: str) -> np.ndarray:
+    """A numeric meta value as a 1D float array (a single value gives length 1)."""
+    if key not in meta:
+        raise ValueError(f"image meta lacks {key!r}: was the volume made by the sodium gridder?")
+    value = meta[key]
+    return np.atleast_1d(np.asarray(value if isinstance(value, list) else [value], np.float64))

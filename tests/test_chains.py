@@ -1,0 +1,113 @@
+"""End to end, one test per quantitative chain, on small simulated scans with known truth:
+the chain chosen by the protocol map, TSC ROI means against the truth, DICOM series and meta,
+B0 map accuracy, and the refusal to calibrate when the tubes do not fit."""
+
+import re
+
+import ismrmrd
+import numpy as np
+import pytest
+
+from gadgets.core.dicom import Geometry, read_series
+from gadgets.runtime.client import recon_file
+from gadgets.simulator.evaluate import roi_means
+from gadgets.simulator.scan import ScanDescription, simulate
+from gadgets.volumes import read_meta
+
+
+def _recon(tmp_path_factory, name):
+    sim = tmp_path_factory.mktemp(name)
+    simulate(ScanDescription.load(name), sim)
+    out = recon_file(sim / f"{name}.h5", sim / "recon")  # chain from the protocol map
+    images = {}
+    ds = ismrmrd.Dataset(str(out.path / "images.h5"), "dataset", create_if_needed=False)
+    try:
+        for series in ds.list():
+            if series.startswith("image_"):
+                img = ds.read_image(series, 0)
+                images[read_meta(img)["SeriesDescription"]] = img
+    finally:
+        ds.close()
+    return sim, out, images
+
+
+@pytest.fixture(scope="module")
+def birdcage(tmp_path_factory):
+    return _recon(tmp_path_factory, "tiny_birdcage")
+
+
+@pytest.fixture(scope="module")
+def dual_echo(tmp_path_factory):
+    return _recon(tmp_path_factory, "tiny_b0")
+
+
+def _r2(comments: str) -> float:
+    return float(re.search(r"R2 = ([0-9.]+)", comments).group(1))
+
+
+def _errors(sim, name, img):
+    rois = roi_means(img.data[0], Geometry.from_image(img), sim / f"{name}_truth.json")
+    return {r.name: r.error_mM for r in rois}
+
+
+def test_sodium_tsc_on_a_birdcage_scan(birdcage):
+    sim, out, images = birdcage
+    assert set(images) == {"Na23 TSC [mmol/L]"}
+    tsc = images["Na23 TSC [mmol/L]"]
+    meta = read_meta(tsc)
+    assert meta["DataRole"] == "Quantitative" and meta["Units"] == "mmol/L"
+    assert meta["GADGETRON_SeqDescription"] == "_TSC"
+    assert _r2(meta["ImageComments"]) >= 0.999
+    err = _errors(sim, "tiny_birdcage", tsc)
+    # tubes: the fitted reference itself; white matter: + the birdcage's ~6% fall-off to the
+    # tubes, which nothing in a one-channel scan can measure
+    assert all(abs(err[f"tube{i}"]) <= 5.0 for i in range(4)), err
+    assert abs(err["white_matter"]) <= 4.0, err
+    # the DICOM series: values equal the map within the 16-bit quantisation
+    volume, datasets = read_series(sorted(out.path.glob("series010_*.dcm")))
+    assert datasets[0].SeriesDescription == "Na23 TSC [mmol/L]"
+    assert np.max(np.abs(volume - tsc.data[0])) <= 0.05 + 1e-6
+
+
+def test_sodium_tsc_b0_on_a_dual_echo_scan(dual_echo):
+    sim, out, images = dual_echo
+    assert set(images) == {"Na23 TSC [mmol/L]", "Na23 23NaR [mmol/L eq]", "Na23 B0 map [Hz]"}
+    truth = np.load(sim / "tiny_b0_truth.npz")
+    names = list(truth["label_names"])
+    brain = np.isin(truth["labels"], [names.index(n) for n in ("white_matter", "grey_matter")])
+    b0 = images["Na23 B0 map [Hz]"].data[0]
+    rms = float(np.sqrt(np.mean((b0 - truth["b0_hz"])[brain] ** 2)))
+    assert rms <= 3.0, rms
+    assert float(np.sqrt(np.mean(truth["b0_hz"][brain] ** 2))) > 3 * rms  # a real field
+    tsc = images["Na23 TSC [mmol/L]"]
+    assert _r2(read_meta(tsc)["ImageComments"]) >= 0.999
+    err = _errors(sim, "tiny_b0", tsc)
+    assert abs(err["white_matter"]) <= 3.0, err
+    # 23NaR removes the long-T2* fluid signal: CSF/vitreous fall far below brain's share
+    nar = images["Na23 23NaR [mmol/L eq]"]
+    means = {r.name: r.measured_mM for r in roi_means(
+        nar.data[0], Geometry.from_image(nar), sim / "tiny_b0_truth.json")}  # fmt: skip
+    assert means["vitreous"] < 0.5 * means["white_matter"] * 140 / 33
+
+
+def test_loop_array_without_bias_correction_is_refused_not_wrong(tmp_path_factory):
+    """With a loop array the receive profile makes tubes near the loops brighter than brain:
+    the fit fails its R^2 test, and the scan returns the uncalibrated image and a warning."""
+    sim, out, images = _recon(tmp_path_factory, "tiny")
+    assert "Na23 TSC [mmol/L]" not in images
+    assert "Na23 uncalibrated [a.u.]" in images
+    assert any("TSC calibration failed" in t for t in out.texts)
+    meta = read_meta(images["Na23 uncalibrated [a.u.]"])
+    assert meta["Units"] == "1" and "DataRole" not in meta
+
+
+def test_bad_chain_properties_are_refused_with_their_reason(tmp_path_factory):
+    sim = tmp_path_factory.mktemp("bad")
+    simulate(ScanDescription.load("tiny"), sim)
+    for overrides, reason in (
+        ({"tube_concentrations_mM": "30"}, "2 to 8 values"),
+        ({"method": "magic"}, "adaptive, sos, roemer"),
+        ({"dcf": "voronoi"}, "analytic or pipe_menon"),
+    ):
+        with pytest.raises(Exception, match=reason):
+            recon_file(sim / "tiny.h5", sim / "out", "sodium_tsc_b0", overrides)
