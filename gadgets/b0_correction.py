@@ -15,13 +15,13 @@ import ismrmrd
 import numpy as np
 
 from .core.b0 import field_map_hz, mfi_combine
-from .runtime.gadget import Gadget, Property
-from .volumes import meta_floats, read_meta, volume_image
+from .runtime.gadget import Property
+from .volumes import EchoVolumesGadget, meta_floats, read_meta, volume_image
 
 log = logging.getLogger(__name__)
 
 
-class B0Correction(Gadget):
+class B0Correction(EchoVolumesGadget):
     """Field map from two echoes + MFI of each echo."""
 
     properties = {
@@ -30,23 +30,6 @@ class B0Correction(Gadget):
         "output_map": Property(bool, True, "also return the field map as a series"),
         "map_series_index": Property(int, 40, "image_series_index of the field map"),
     }
-
-    def setup(self) -> None:
-        limits = self.header.encoding[0].encodingLimits.contrast
-        self.necho = int(limits.maximum) + 1 if limits is not None else 1
-        self.echoes: dict[int, ismrmrd.Image] = {}
-
-    def process(self, item):
-        if not isinstance(item, ismrmrd.Image) or "SodiumBinsHz" not in read_meta(item):
-            yield item
-            return
-        self.echoes[int(item.contrast)] = item
-        if len(self.echoes) == self.necho:
-            yield from self._correct()
-
-    def finish(self):
-        if self.echoes:
-            yield from self._correct()
 
     def _field_map(self, centre: int) -> tuple[np.ndarray | None, str]:
         if self.map_file:
@@ -65,7 +48,7 @@ class B0Correction(Gadget):
                             self.smoothing_fwhm_vox)  # fmt: skip
         return fmap, f"echoes 1-2 (dTE {dte * 1e3:.2f} ms)"
 
-    def _correct(self):
+    def complete(self):
         first = self.echoes[min(self.echoes)]
         bins = meta_floats(read_meta(first), "SodiumBinsHz")
         centre = int(np.argmin(np.abs(bins)))
@@ -101,4 +84,3 @@ class B0Correction(Gadget):
                 },
                 series_index=self.map_series_index, image_type=ismrmrd.IMTYPE_REAL,
             )  # fmt: skip
-        self.echoes.clear()

@@ -84,6 +84,5 @@ class CoilCombiner(Gadget):
                 out = np.einsum("c...,cb...->b...", self.weights.conj(), data)
         del meta["SodiumCoils"]
         meta["SodiumCombination"] = self.method
-        meta["fov_mm"] = tuple(item.field_of_view)
         yield volume_image(out.astype(np.complex64), item, meta, contrast=item.contrast,
                            series_index=item.image_series_index)  # fmt: skip

@@ -59,6 +59,7 @@ class StreamingGridder(Gadget):
         self.grids: dict[int, GridAccumulator] = {}
         self.counts: dict[int, int] = {}
         self.bins_hz: np.ndarray | None = None
+        self.demod: np.ndarray | None = None  # (bins, samples), the same for every readout
         self.template = None
         self.k_radius = None
         self.dwell_s = 0.0
@@ -109,10 +110,10 @@ class StreamingGridder(Gadget):
             self.dwell_s = item.sample_time_us * 1e-6
             self.bins_hz = self._bins(self.dwell_s, hi - lo)
             self.k_radius = np.linalg.norm(traj, axis=1)
-        if self.bins_hz.size > 1:
             t = np.arange(hi - lo) * self.dwell_s
-            demod = np.exp(2j * np.pi * self.bins_hz[:, None] * t[None, :]).astype(np.complex64)
-            data = (data[:, None, :] * demod[None]).reshape(-1, hi - lo)
+            self.demod = np.exp(2j * np.pi * self.bins_hz[:, None] * t).astype(np.complex64)
+        if self.bins_hz.size > 1:
+            data = (data[:, None, :] * self.demod[None]).reshape(-1, hi - lo)
         echo = item.idx.contrast
         grid = self.grids.get(echo)
         if grid is None:
@@ -124,8 +125,8 @@ class StreamingGridder(Gadget):
         self.counts[echo] += 1
         self.template = item
 
-    def finish(self):
-        te_ms = list(self.header.sequenceParameters.TE or [])
+    def _echo_images(self):
+        """``(echo, channel images)`` of every echo, repeated projections averaged."""
         for echo in sorted(self.grids):
             image = self.grids.pop(echo).finish()
             averages = self.counts[echo] / self.projections
@@ -137,6 +138,11 @@ class StreamingGridder(Gadget):
                     "undersampled and its level low; concentrations from it are unreliable",
                     echo, self.counts[echo], self.projections,
                 )  # fmt: skip
+            yield echo, image
+
+    def finish(self):
+        te_ms = list(self.header.sequenceParameters.TE or [])
+        for echo, image in self._echo_images():
             meta = {
                 "fov_mm": self.fov_mm,
                 "SodiumBinsHz": list(self.bins_hz),

@@ -26,8 +26,8 @@ from scipy.ndimage import gaussian_filter
 
 from .core import calibration as cal
 from .core import relaxation as rx
-from .runtime.gadget import Gadget, Property
-from .volumes import meta_floats, read_meta, volume_image
+from .runtime.gadget import Property
+from .volumes import EchoVolumesGadget, meta_floats, read_meta, volume_image
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _positions(text: str) -> list[np.ndarray] | None:
     return out
 
 
-class TscCalibration(Gadget):
+class TscCalibration(EchoVolumesGadget):
     """Tubes -> linear calibration -> TSC map (mM), optional 23NaR and uncalibrated series."""
 
     properties = {
@@ -67,14 +67,13 @@ class TscCalibration(Gadget):
     }
 
     def setup(self) -> None:
+        super().setup()
         conc = list(self.tube_concentrations_mM)
         if not 2 <= len(conc) <= 8:
             raise ValueError(f"tube_concentrations_mM: 2 to 8 values, got {len(conc)}")
         self.positions = _positions(self.tube_positions_mm)
         if self.positions is not None and len(self.positions) != len(conc):
             raise ValueError("tube_positions_mm and tube_concentrations_mM differ in length")
-        limits = self.header.encoding[0].encodingLimits.contrast
-        self.necho = int(limits.maximum) + 1 if limits is not None else 1
         seq = self.header.sequenceParameters
         self.tr_ms = float(seq.TR[0]) if seq is not None and seq.TR else None
         self.flip_deg = float(seq.flipAngle_deg[0]) if seq is not None and seq.flipAngle_deg else 90
@@ -82,19 +81,6 @@ class TscCalibration(Gadget):
         self.tube = rx.relaxation(self.tube_class, self.field_T)
         if self.t1_tube_ms > 0:
             self.tube = rx.Relaxation(self.t1_tube_ms, self.tube.t2s_ms, self.tube.fractions)
-        self.echoes: dict[int, ismrmrd.Image] = {}
-
-    def process(self, item):
-        if not isinstance(item, ismrmrd.Image) or "SodiumBinsHz" not in read_meta(item):
-            yield item
-            return
-        self.echoes[int(item.contrast)] = item
-        if len(self.echoes) == self.necho:
-            yield from self._calibrate()
-
-    def finish(self):
-        if self.echoes:
-            yield from self._calibrate()
 
     def _echo(self, echo: int) -> tuple[np.ndarray, dict]:
         img = self.echoes[echo]
@@ -106,7 +92,7 @@ class TscCalibration(Gadget):
         rot = np.array([img.read_dir, img.phase_dir, img.slice_dir], np.float64)
         return rot @ (p - np.asarray(img.position, np.float64))
 
-    def _calibrate(self):
+    def complete(self):
         first = self.echoes[min(self.echoes)]
         x1, meta = self._echo(min(self.echoes))
         mag1 = np.abs(x1).astype(np.float32)
@@ -178,7 +164,6 @@ class TscCalibration(Gadget):
                 "Na23 uncalibrated [a.u.]", "1", "Na23", "_NA", (500, 1000),
                 "uncalibrated: " + (problem or "as requested"), te1, quantitative=False),
                 series_index=self.uncalibrated_series_index)  # fmt: skip
-        self.echoes.clear()
 
     def _class_factor(self, tsc: np.ndarray, mag1: np.ndarray, te1: float) -> np.ndarray:
         brain = rx.relaxation("brain", self.field_T)

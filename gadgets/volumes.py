@@ -17,6 +17,8 @@ from __future__ import annotations
 import ismrmrd
 import numpy as np
 
+from .runtime.gadget import Gadget
+
 _GEOMETRY = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
 
 
@@ -69,3 +71,33 @@ def meta_floats(meta: dict[str, object], key: str) -> np.ndarray:
         raise ValueError(f"image meta lacks {key!r}: was the volume made by the sodium gridder?")
     value = meta[key]
     return np.atleast_1d(np.asarray(value if isinstance(value, list) else [value], np.float64))
+
+
+class EchoVolumesGadget(Gadget):
+    """Base of the steps that need all echoes of the scan at once: echo volumes from the
+    gridder (meta ``SodiumBinsHz``) are held until ``encodingLimits.contrast`` of them have
+    arrived (or the stream ends), then :meth:`complete` yields the results. Other items pass."""
+
+    def setup(self) -> None:
+        limits = self.header.encoding[0].encodingLimits.contrast
+        self.necho = int(limits.maximum) + 1 if limits is not None else 1
+        self.echoes: dict[int, ismrmrd.Image] = {}
+
+    def process(self, item):
+        if not isinstance(item, ismrmrd.Image) or "SodiumBinsHz" not in read_meta(item):
+            yield item
+            return
+        self.echoes[int(item.contrast)] = item
+        if len(self.echoes) == self.necho:
+            yield from self._flush()
+
+    def finish(self):
+        if self.echoes:
+            yield from self._flush()
+
+    def _flush(self):
+        yield from self.complete()
+        self.echoes.clear()
+
+    def complete(self):
+        raise NotImplementedError

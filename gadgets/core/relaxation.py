@@ -19,6 +19,9 @@ told apart: ``brain`` (biexponential: ~60% of the signal decays with T2* 3-5 ms)
 * One echo: fluid fraction from the uncorrected concentration, a linear ramp between
   ``fluid_from_mM`` and ``fluid_to_mM`` (brain tissue is < 70 mM, fluid ~140 mM).
 
+The simulator keeps its own copy of this signal equation (:mod:`gadgets.simulator.tissues`) on
+purpose: a shared error would cancel out in the accuracy tests against its truth.
+
 Defaults are literature values (Madelin & Regatte 2013; Hagiwara et al. 2021, seed 000) and
 are properties of the calibration gadget.
 """
