@@ -2,7 +2,11 @@
 its protocol maps to, and print the per-ROI TSC table against the truth, the calibration, the
 B0 map error and the time and peak memory of the reconstruction.
 
-    python benchmarks/accuracy.py [--dir sim] [SCAN ...]
+    python benchmarks/accuracy.py [--dir sim] [--set name=value ...] [SCAN ...]
+
+``--set`` overrides chain properties, e.g. the comparisons in chains/README.md: without
+receive-bias correction ``--set coil_models= --set min_r2=0``, root sum of squares
+``--set method=sos --set coil_models= --set min_r2=0``.
 """
 
 from __future__ import annotations
@@ -28,14 +32,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scans", nargs="*", default=list(SCANS))
     parser.add_argument("--dir", default="sim", help="where simulated scans are kept")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a chain property (repeatable)")  # fmt: skip
     args = parser.parse_args()
+    overrides = dict(pair.split("=", 1) for pair in args.set)
     sim = Path(args.dir)
     for name in args.scans:
         raw = sim / f"{name}.h5"
         if not raw.exists():
             simulate(ScanDescription.load(name), sim)
         t0 = time.perf_counter()
-        out = recon_file(raw, sim / f"{name}_recon")
+        out = recon_file(raw, sim / f"{name}_recon", overrides=overrides)
         seconds = time.perf_counter() - t0
         print(f"\n== {name}: reconstructed in {seconds:.1f} s")
         for text in out.texts:

@@ -15,24 +15,46 @@ one complex volume per echo, channels = MFI bins.
   divided by their smoothed root sum of squares (relative sensitivities: like ``adaptive``, the
   array's receive profile stays in the image).
 
-The receive profile of loop arrays (tubes near a loop several times brighter than the middle of
-the head) is not removed here; see the README's accuracy section.
+Receive-bias correction (``coil_models``): ``adaptive`` and ``roemer`` leave the array's receive
+profile in the image (tubes near a loop several times brighter than mid-brain, which biases the
+tube calibration). When one of the listed coil files (:mod:`gadgets.core.coil_model`) has as many
+loops as the scan has channels, its fields are fitted to the channel volumes and the combination
+is Roemer's with those absolute sensitivities, which returns ``rho`` itself. The prewhitening
+matrix, when the prewhitener sends it (``send_whitening``), is consumed here and makes the fit
+one of channel gains only. A fit whose residual
+exceeds ``max_model_residual`` (wrong coil file, coil not where the file says) is not used: a
+warning, and ``method`` alone. A single-channel volume coil needs no correction.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import ismrmrd
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from .core.coil_model import CoilModel, fit_coil_model, patient_points_mm
 from .core.coils import roemer, sum_of_squares, walsh_weights
+from .runtime.chain import CHAINS_DIR
 from .runtime.gadget import Gadget, Property
 from .volumes import meta_floats, read_meta, volume_image
 
 log = logging.getLogger(__name__)
 _METHODS = ("adaptive", "sos", "roemer")
+
+
+def _coil_file(name: str) -> Path:
+    path = Path(name)
+    if path.suffix != ".json":
+        path = path.with_suffix(".json")
+    if not path.is_absolute() and not path.exists():
+        path = CHAINS_DIR / "coils" / path
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in (CHAINS_DIR / "coils").glob("*.json")))
+        raise ValueError(f"coil file {name!r} not found (coils in chains/coils: {known})")
+    return path
 
 
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -45,12 +67,53 @@ class CoilCombiner(Gadget):
     properties = {
         "method": Property(str, "adaptive", "adaptive, sos or roemer"),
         "block": Property(int, 5, "adaptive: box size (voxels) of the local covariance"),
-    }
+        "coil_models": Property(
+            str, "", "coil files (chains/coils/NAME or paths), comma-separated; the one with as "
+            "many loops as the scan has channels removes the receive profile"
+        ),
+        "max_model_residual": Property(
+            float, 0.02, "coil-model fits leaving more of the signal unexplained are not used"
+        ),
+    }  # fmt: skip
 
     def setup(self) -> None:
         if self.method not in _METHODS:
             raise ValueError(f"method must be one of {', '.join(_METHODS)}, not {self.method!r}")
+        names = [n.strip() for n in self.coil_models.split(",") if n.strip()]
+        self.models = [CoilModel.from_json(_coil_file(n)) for n in names]
         self.weights: np.ndarray | None = None
+        self.whitening: np.ndarray | None = None
+        self.combination = self.method
+
+    def _model_weights(self, coils: np.ndarray, item: ismrmrd.Image) -> np.ndarray | None:
+        """Roemer weights ``s / |s|^2`` from the matching coil model, or None."""
+        nch = coils.shape[0]
+        model = next((m for m in self.models if m.channels == nch), None)
+        if model is None:
+            if nch > 1:
+                log.warning(
+                    "no coil model for %d channels (coil_models: %s): the array's receive "
+                    "profile stays in the image", nch, self.coil_models or "none",
+                )  # fmt: skip
+            return None
+        points = patient_points_mm(
+            coils.shape[1:], item.field_of_view, item.position, item.read_dir, item.phase_dir,
+            item.slice_dir,
+        )  # fmt: skip
+        if self.whitening is None:
+            log.warning("no prewhitening matrix from upstream: coil-model fit with full mixing")
+        fit = fit_coil_model(coils, points, model, self.whitening)
+        if fit.residual > self.max_model_residual:
+            log.warning(
+                "coil model %s does not fit this scan (residual %.3f > %.3f): receive profile "
+                "not corrected; check the coil file and that the coil is at the isocentre",
+                model.name, fit.residual, self.max_model_residual,
+            )  # fmt: skip
+            return None
+        sens = fit.sensitivities(model, points.reshape(-1, 3)).reshape(coils.shape)
+        power = np.sum(np.abs(sens) ** 2, axis=0)
+        self.combination = f"model:{model.name}"
+        return (sens / np.maximum(power, 1e-6 * power.max())).astype(np.complex64)
 
     def _weights(self, coils: np.ndarray) -> np.ndarray:
         if self.method == "adaptive":
@@ -64,6 +127,9 @@ class CoilCombiner(Gadget):
             yield item
             return
         meta = read_meta(item)
+        if meta.get("DataRole") == "NoiseWhitening":  # from NoisePrewhitener: consumed here
+            self.whitening = np.asarray(item.data[0, 0], np.complex128)
+            return
         if "SodiumCoils" not in meta:
             yield item  # not a gridder volume
             return
@@ -76,13 +142,15 @@ class CoilCombiner(Gadget):
             meta["SodiumBinsHz"] = [0.0]
         else:
             if self.weights is None:
-                self.weights = self._weights(data[:, centre])
-                log.info("coil combination: %s over %d channels", self.method, ncoils)
-            if self.method == "roemer":
+                self.weights = self._model_weights(data[:, centre], item) if self.models else None
+                if self.weights is None:
+                    self.weights = self._weights(data[:, centre])
+                log.info("coil combination: %s over %d channels", self.combination, ncoils)
+            if self.method == "roemer" and self.combination == "roemer":
                 out = np.stack([roemer(data[:, b], self.weights) for b in range(bins.size)])
             else:
                 out = np.einsum("c...,cb...->b...", self.weights.conj(), data)
         del meta["SodiumCoils"]
-        meta["SodiumCombination"] = self.method
+        meta["SodiumCombination"] = self.combination
         yield volume_image(out.astype(np.complex64), item, meta, contrast=item.contrast,
                            series_index=item.image_series_index)  # fmt: skip

@@ -10,7 +10,15 @@ file per slice, see :mod:`gadgets.core.dicom`), delivered
 
 What a volume is comes from its ISMRMRD meta (``attribute_string``): ``SeriesDescription``,
 ``Units`` (UCUM: ``mmol/L``, ``Hz``, ``1``), ``WindowCenter``/``WindowWidth``, ``ImageComments``;
-without meta it is an uncalibrated sodium image in arbitrary units. Under a real Gadgetron,
+without meta it is an uncalibrated sodium image in arbitrary units.
+
+A QA picture (meta ``DataRole=QA``, an RGB image from :func:`gadgets.volumes.picture_image`, made
+by ``TscCalibration``) becomes one Secondary Capture file (8-bit RGB,
+:func:`gadgets.core.dicom.secondary_capture_dataset`, same patient, study and frame of reference
+as the maps), ``seriesNNN_0001.dcm``, delivered like any series; with ``folder`` the picture is
+also written as ``seriesNNN_0001.png`` beside it (atomically). ``stream`` clients write the PNG
+themselves from the DICOM file (:class:`gadgets.runtime.outputs.OutputFolder`). Under a real
+Gadgetron,
 use ``deliver=folder`` or ``pacs`` and keep ``pass_images`` on: Gadgetron returns the ISMRMRD
 images itself (or converts them with its DicomFinishGadget).
 """
@@ -26,10 +34,18 @@ import numpy as np
 import pydicom
 
 from .core.cache import cache_dir
-from .core.dicom import Geometry, SeriesInfo, series_datasets, write_series
+from .core.dicom import (
+    Geometry,
+    SeriesInfo,
+    secondary_capture_dataset,
+    series_datasets,
+    write_series,
+)
+from .core.qa import write_png
 from .runtime.gadget import Gadget, Property
 from .runtime.pacs import PacsTarget, c_store
 from .runtime.protocol import DicomFile
+from .volumes import picture_rgb
 
 log = logging.getLogger(__name__)
 _DELIVERIES = {"stream", "folder", "pacs"}
@@ -79,6 +95,9 @@ class DicomOutput(Gadget):
             yield item
             return
         meta = _meta(item)
+        if meta.get("DataRole") == "QA":
+            yield from self._deliver_picture(item, meta)
+            return
         unit = meta.get("Units", "1")
         window = None
         if "WindowCenter" in meta and "WindowWidth" in meta:
@@ -94,6 +113,30 @@ class DicomOutput(Gadget):
         )
         volume = np.abs(item.data[0]) if np.iscomplexobj(item.data) else item.data[0]
         datasets = series_datasets(volume, Geometry.from_image(item), self.header_xml, info)
+        yield from self._deliver(datasets, info)
+        if self.pass_images:
+            yield item
+
+    def _deliver_picture(self, item: ismrmrd.Image, meta: dict[str, str]):
+        """A QA picture: one Secondary Capture file, and a PNG beside it in ``folder``."""
+        rgb = picture_rgb(item)
+        info = SeriesInfo(
+            description=meta.get("SeriesDescription", "Na23 TSC QA"),
+            series_number=int(item.image_series_index),
+            unit="1",
+            label="QA",
+            image_type=(meta.get("ImageTypeValue3", "QA"),),
+            comments=meta.get("ImageComments", ""),
+        )
+        datasets = [secondary_capture_dataset(rgb, self.header_xml, info)]
+        if "folder" in self.targets:
+            write_png(rgb, Path(self.folder) / f"series{info.series_number:03d}_0001.png")
+        yield from self._deliver(datasets, info)
+        if self.pass_images:
+            yield item
+
+    def _deliver(self, datasets: list, info: SeriesInfo):
+        """Stream, write and/or C-STORE a series' datasets as ``seriesNNN_0001.dcm`` ..."""
         prefix = f"series{info.series_number:03d}"
         if "stream" in self.targets:
             for i, ds in enumerate(datasets, start=1):
@@ -113,5 +156,3 @@ class DicomOutput(Gadget):
             report = c_store(files, target)
             if report.error:
                 yield f"DicomOutput: {report.error}; files kept in {files[0].parent}"
-        if self.pass_images:
-            yield item

@@ -1,7 +1,13 @@
 """Noise prewhitening gadget: collects the noise scans (which come first), and whitens every
 imaging readout with :func:`gadgets.core.noise.whitening_matrix` (dwell scaling included).
 Noise readouts are consumed. Without noise scans the data pass through unchanged, with a
-warning in the log: coil combination then assumes uncorrelated channels of equal noise."""
+warning in the log: coil combination then assumes uncorrelated channels of equal noise.
+
+With ``send_whitening`` the whitening matrix ``W`` (C x C, complex) also goes downstream once,
+before the first imaging readout, as an image with meta ``DataRole=NoiseWhitening`` (data
+``(1, 1, C, C)``): the coil combination's receive-bias correction uses it to relate the whitened
+channels to the coils' own sensitivities. Only ISMRMRD types travel, so this works between
+``<external>`` steps of a real Gadgetron as well."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import numpy as np
 
 from .core.noise import noise_covariance, whitening_matrix
 from .runtime.gadget import Gadget, Property
+from .volumes import volume_image
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +26,7 @@ log = logging.getLogger(__name__)
 class NoisePrewhitener(Gadget):
     properties = {
         "min_noise_samples": Property(int, 256, "fewer noise samples than this: no whitening"),
+        "send_whitening": Property(bool, False, "send the whitening matrix downstream once"),
     }
 
     def setup(self) -> None:
@@ -60,6 +68,9 @@ class NoisePrewhitener(Gadget):
             return
         if not self.ready:
             self._prepare(item.sample_time_us * 1e-6)
+            if self.send_whitening and self.whitening is not None:
+                meta = {"DataRole": "NoiseWhitening", "fov_mm": (1.0, 1.0, 1.0)}
+                yield volume_image(self.whitening[None, None], item, meta)
         if self.whitening is not None:
             if item.data.shape[0] != self.whitening.shape[0]:
                 nch = self.whitening.shape[0]

@@ -13,7 +13,15 @@ Outputs (ISMRMRD images with console meta, each its own series):
 * the uncalibrated first-echo image (``uncalibrated_series_index``, 20) when
   ``output_uncalibrated`` is on, and always when calibration fails (fewer than 2 tubes, or
   ``R^2 < min_r2``): then no TSC map is made and a warning goes to the client and the log --
-  never a silently wrong TSC map.
+  never a silently wrong TSC map;
+* ``qa_series_index`` (50), with ``output_qa`` (on by default): ``Na23 TSC QA``, the calibration
+  QA picture of :mod:`gadgets.core.qa` (fit plot with a, b, R^2 and residuals; tube ROIs on the
+  slice through the tubes; TSC map with a colour bar in mmol/L), made whether the calibration
+  worked or not (then it says ``CALIBRATION FAILED: <reason>`` in red and shows the tubes that
+  were found). It travels as an RGB ``ismrmrd.Image`` (:func:`gadgets.volumes.picture_image`:
+  3 channels of uint16 0-255, ``IMTYPE_RGB``) with meta ``DataRole=QA``, ``ImageTypeValue3=QA``
+  and ``CalibrationStatus`` (``OK`` or ``FAILED``); ``DicomOutput`` turns it into a Secondary
+  Capture DICOM file (and a PNG). A picture that cannot be drawn is a warning, never a lost scan.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from scipy.ndimage import gaussian_filter
 from .core import calibration as cal
 from .core import relaxation as rx
 from .runtime.gadget import Property
-from .volumes import EchoVolumesGadget, meta_floats, read_meta, volume_image
+from .volumes import EchoVolumesGadget, meta_floats, picture_image, read_meta, volume_image
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,8 @@ class TscCalibration(EchoVolumesGadget):
         "tsc_series_index": Property(int, 10, "series index of the TSC map"),
         "uncalibrated_series_index": Property(int, 20, "series index, uncalibrated image"),
         "sodium_r_series_index": Property(int, 30, "series index of the 23NaR map"),
+        "output_qa": Property(bool, True, "also the calibration QA picture (RGB)"),
+        "qa_series_index": Property(int, 50, "series index of the QA picture"),
     }
 
     def setup(self) -> None:
@@ -110,7 +120,10 @@ class TscCalibration(EchoVolumesGadget):
         if self.positions is not None:
             positions = [self._patient_to_volume(first, p) for p in self.positions]
         conc = list(self.tube_concentrations_mM)
-        fit, problem = None, ""
+        fit, problem, reason = None, "", ""
+        tubes: list[cal.Tube] = []
+        pairs: list[tuple[cal.Tube, float]] = []
+        tsc = None
         try:
             tubes, head = cal.find_tubes(mag1, voxel_mm, self.tube_radius_mm or 10.0,
                                          positions_mm=positions)  # fmt: skip
@@ -128,9 +141,10 @@ class TscCalibration(EchoVolumesGadget):
                 log.info("tube %g mM at %s mm: signal %.4g, radius %.1f mm", c,
                          np.round(t.centre_mm, 1), t.signal, t.radius_mm)  # fmt: skip
             if fit.r2 < self.min_r2:
-                problem = f"tube fit R^2 {fit.r2:.4f} < {self.min_r2}: {fit.summary()}"
+                reason = f"tube fit R^2 {fit.r2:.4f} < {self.min_r2}"
+                problem = f"{reason}: {fit.summary()}"
         except ValueError as exc:
-            problem = str(exc)
+            problem = reason = str(exc)
         smooth = self.smoothing_fwhm_mm / 2.3548 / voxel_mm[::-1] if self.smoothing_fwhm_mm else 0
         if problem:
             message = f"TSC calibration failed ({problem}); returning the uncalibrated image"
@@ -164,6 +178,67 @@ class TscCalibration(EchoVolumesGadget):
                 "Na23 uncalibrated [a.u.]", "1", "Na23", "_NA", (500, 1000),
                 "uncalibrated: " + (problem or "as requested"), te1, quantitative=False),
                 series_index=self.uncalibrated_series_index)  # fmt: skip
+        if self.output_qa:
+            yield from self._qa(first, mag1, voxel_mm, tubes, pairs, fit, reason, tsc)
+
+    def _qa(
+        self,
+        first: ismrmrd.Image,
+        mag1: np.ndarray,
+        voxel_mm: np.ndarray,
+        tubes: list[cal.Tube],
+        pairs: list[tuple[cal.Tube, float]],
+        fit: cal.Calibration | None,
+        reason: str,
+        tsc: np.ndarray | None,
+    ):
+        """The QA picture as an RGB image (see the module docstring): ``mag1`` the first-echo
+        magnitude (a.u.), ``voxel_mm`` (x, y, z), the tubes found and those paired with a
+        concentration (mM), the fit (None: none), why it failed ("" if it did not), the TSC
+        map (mM, None when failed). A picture that cannot be drawn gives a warning text."""
+        from .core.qa import CalibrationQa, QaTube, render_qa
+
+        try:
+            paired = {id(t): c for t, c in pairs}
+            nominal = self.tube_radius_mm or 10.0
+            qa_tubes = tuple(
+                QaTube(
+                    tuple(map(float, t.centre_mm)),
+                    tuple(map(float, t.axis)),
+                    float(t.radius_mm or nominal),
+                    float(t.length_mm),
+                    float(t.signal),
+                    paired.get(id(t)),
+                )
+                for t in tubes
+            )
+            info = self.header.measurementInformation
+            protocol = (info.protocolName if info is not None else "") or "sodium"
+            qa = CalibrationQa(
+                magnitude=mag1, voxel_mm=tuple(map(float, voxel_mm)), tubes=qa_tubes,
+                concentrations_mM=tuple(map(float, self.tube_concentrations_mM)),
+                slope=fit.slope if fit else None, intercept=fit.intercept if fit else None,
+                r2=fit.r2 if fit else None, min_r2=self.min_r2, tsc_mM=tsc, failure=reason,
+                title=f"{protocol}, {self.field_T:g} T, {self.tube_class} tubes, sodium-gadgets",
+            )  # fmt: skip
+            rgb = render_qa(qa)
+        except Exception as exc:  # the picture is an extra: never lose the scan for it
+            log.exception("QA picture failed")
+            yield f"WARNING: TSC QA picture failed: {type(exc).__name__}: {exc}"
+            return
+        status = "FAILED" if qa.failed else "OK"
+        summary = fit.summary() if fit else "no fit"
+        comments = f"calibration {status}" + (f": {reason}" if reason else "") + f"; {summary}"
+        meta = {
+            "SeriesDescription": "Na23 TSC QA",
+            "GADGETRON_SeqDescription": "_QA",
+            "DataRole": "QA",
+            "ImageTypeValue3": "QA",
+            "CalibrationStatus": status,
+            "ImageComments": comments[:1000],
+        }
+        log.info("QA picture: calibration %s, %dx%d px", status, rgb.shape[1], rgb.shape[0])
+        yield picture_image(rgb, first, meta, series_index=self.qa_series_index)
 
     def _class_factor(self, tsc: np.ndarray, mag1: np.ndarray, te1: float) -> np.ndarray:
         brain = rx.relaxation("brain", self.field_T)

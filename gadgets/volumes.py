@@ -10,6 +10,11 @@ Meta keys used between the sodium gadgets (values are text, lists where noted):
 * ``SodiumDwellS``, ``SodiumSamples``: readout timing; ``SodiumKRadius`` (list): ``|k|`` in
   cycles/pixel of each sample of one readout (for calibration templates);
 * ``SodiumEchoTimeS``, ``SodiumCoils``.
+
+Pictures (the calibration QA picture, meta ``DataRole=QA``) travel as RGB images
+(:func:`picture_image`): ``image_type`` ``IMTYPE_RGB``, 3 channels (R, G, B) of ``uint16``
+holding 0-255, ``(3, 1, H, W)``, the position and directions of the volume they describe and a
+nominal field of view of 1 mm per pixel (a picture has no patient geometry).
 """
 
 from __future__ import annotations
@@ -55,6 +60,27 @@ def volume_image(
             m[k] = [str(x) for x in v] if isinstance(v, list | tuple | np.ndarray) else str(v)
         img.attribute_string = m.serialize()
     return img
+
+
+def picture_image(
+    rgb: np.ndarray, like, meta: dict[str, object] | None = None, *, series_index: int = 50
+) -> ismrmrd.Image:
+    """An RGB picture ``(H, W, 3)`` ``uint8`` as an ``ismrmrd.Image`` (see the module docstring)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 (H, W, 3) picture, got {rgb.dtype} {rgb.shape}")
+    height, width = rgb.shape[:2]
+    data = np.moveaxis(rgb, 2, 0)[:, None].astype(np.uint16)
+    meta = {**(meta or {}), "fov_mm": (float(width), float(height), 1.0)}
+    return volume_image(data, like, meta, series_index=series_index, image_type=ismrmrd.IMTYPE_RGB)
+
+
+def picture_rgb(image: ismrmrd.Image) -> np.ndarray:
+    """The ``(H, W, 3)`` ``uint8`` picture of an image made by :func:`picture_image`."""
+    data = np.asarray(image.data)
+    if data.ndim != 4 or data.shape[0] != 3 or data.shape[1] != 1:
+        raise ValueError(f"an RGB picture has data (3, 1, H, W), got {data.shape}")
+    return np.clip(np.moveaxis(data[:, 0], 0, 2), 0, 255).astype(np.uint8)
 
 
 def read_meta(image: ismrmrd.Image) -> dict[str, object]:

@@ -1,4 +1,5 @@
-"""Shared test helpers: exact references that do not go through the gridding code."""
+"""Shared test helpers: exact references that do not go through the gridding code, and the
+end-to-end chain runs that several test modules look at (session-scoped: each runs once)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,43 @@ def write_cfl(base: Path, array: np.ndarray) -> None:
 def read_cfl(base: Path) -> np.ndarray:
     dims = [int(x) for x in Path(f"{base}.hdr").read_text().splitlines()[1].split()]
     return np.fromfile(f"{base}.cfl", np.complex64).reshape(dims, order="F")
+
+
+def recon_scan(tmp_path_factory: pytest.TempPathFactory, name: str):
+    """Simulate a named scan and reconstruct it with the chain its protocol maps to: the
+    simulation folder, the :class:`OutputFolder`, and the first image of each series by its
+    ``SeriesDescription``."""
+    import ismrmrd
+
+    from gadgets.runtime.client import recon_file
+    from gadgets.simulator.scan import ScanDescription, simulate
+    from gadgets.volumes import read_meta
+
+    sim = tmp_path_factory.mktemp(name)
+    simulate(ScanDescription.load(name), sim)
+    out = recon_file(sim / f"{name}.h5", sim / "recon")  # chain from the protocol map
+    images = {}
+    ds = ismrmrd.Dataset(str(out.path / "images.h5"), "dataset", create_if_needed=False)
+    try:
+        for series in ds.list():
+            if series.startswith("image_"):
+                img = ds.read_image(series, 0)
+                images[read_meta(img)["SeriesDescription"]] = img
+    finally:
+        ds.close()
+    return sim, out, images
+
+
+@pytest.fixture(scope="session")
+def birdcage(tmp_path_factory):
+    """``tiny_birdcage`` through ``sodium_tsc``: a calibration that works."""
+    return recon_scan(tmp_path_factory, "tiny_birdcage")
+
+
+@pytest.fixture(scope="session")
+def refused(tmp_path_factory):
+    """``tiny`` (4 loops) through ``sodium_tsc_b0``: a calibration that is refused."""
+    return recon_scan(tmp_path_factory, "tiny")
 
 
 def require_tool(name: str) -> str:

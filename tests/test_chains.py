@@ -4,9 +4,9 @@ B0 map accuracy, and the refusal to calibrate when the tubes do not fit."""
 
 import re
 
-import ismrmrd
 import numpy as np
 import pytest
+from conftest import recon_scan
 
 from gadgets.core.dicom import Geometry, read_series
 from gadgets.runtime.client import recon_file
@@ -14,31 +14,13 @@ from gadgets.simulator.evaluate import roi_means
 from gadgets.simulator.scan import ScanDescription, simulate
 from gadgets.volumes import read_meta
 
-
-def _recon(tmp_path_factory, name):
-    sim = tmp_path_factory.mktemp(name)
-    simulate(ScanDescription.load(name), sim)
-    out = recon_file(sim / f"{name}.h5", sim / "recon")  # chain from the protocol map
-    images = {}
-    ds = ismrmrd.Dataset(str(out.path / "images.h5"), "dataset", create_if_needed=False)
-    try:
-        for series in ds.list():
-            if series.startswith("image_"):
-                img = ds.read_image(series, 0)
-                images[read_meta(img)["SeriesDescription"]] = img
-    finally:
-        ds.close()
-    return sim, out, images
-
-
-@pytest.fixture(scope="module")
-def birdcage(tmp_path_factory):
-    return _recon(tmp_path_factory, "tiny_birdcage")
+# the `birdcage` (tiny_birdcage, calibrated) and `refused` (tiny, loops) runs are session
+# fixtures in conftest.py: tests/test_qa.py looks at the same runs
 
 
 @pytest.fixture(scope="module")
 def dual_echo(tmp_path_factory):
-    return _recon(tmp_path_factory, "tiny_b0")
+    return recon_scan(tmp_path_factory, "tiny_b0")
 
 
 def _r2(comments: str) -> float:
@@ -52,7 +34,7 @@ def _errors(sim, name, img):
 
 def test_sodium_tsc_on_a_birdcage_scan(birdcage):
     sim, out, images = birdcage
-    assert set(images) == {"Na23 TSC [mmol/L]"}
+    assert set(images) == {"Na23 TSC [mmol/L]", "Na23 TSC QA"}
     tsc = images["Na23 TSC [mmol/L]"]
     meta = read_meta(tsc)
     assert meta["DataRole"] == "Quantitative" and meta["Units"] == "mmol/L"
@@ -71,7 +53,12 @@ def test_sodium_tsc_on_a_birdcage_scan(birdcage):
 
 def test_sodium_tsc_b0_on_a_dual_echo_scan(dual_echo):
     sim, out, images = dual_echo
-    assert set(images) == {"Na23 TSC [mmol/L]", "Na23 23NaR [mmol/L eq]", "Na23 B0 map [Hz]"}
+    assert set(images) == {
+        "Na23 TSC [mmol/L]",
+        "Na23 23NaR [mmol/L eq]",
+        "Na23 B0 map [Hz]",
+        "Na23 TSC QA",
+    }
     truth = np.load(sim / "tiny_b0_truth.npz")
     names = list(truth["label_names"])
     brain = np.isin(truth["labels"], [names.index(n) for n in ("white_matter", "grey_matter")])
@@ -90,10 +77,10 @@ def test_sodium_tsc_b0_on_a_dual_echo_scan(dual_echo):
     assert means["vitreous"] < 0.5 * means["white_matter"] * 140 / 33
 
 
-def test_loop_array_without_bias_correction_is_refused_not_wrong(tmp_path_factory):
+def test_loop_array_without_bias_correction_is_refused_not_wrong(refused):
     """With a loop array the receive profile makes tubes near the loops brighter than brain:
     the fit fails its R^2 test, and the scan returns the uncalibrated image and a warning."""
-    sim, out, images = _recon(tmp_path_factory, "tiny")
+    sim, out, images = refused
     assert "Na23 TSC [mmol/L]" not in images
     assert "Na23 uncalibrated [a.u.]" in images
     assert any("TSC calibration failed" in t for t in out.texts)

@@ -145,11 +145,13 @@ def _images(path):
 
 def test_recon_and_serve_give_the_same_images(tiny, server, tmp_path):
     local = recon_file(tiny, tmp_path / "recon")  # chain chosen by the protocol map
-    assert local.images == 2
+    assert local.images == 3  # uncalibrated (calibration refused), B0 map, QA picture
     result, out = send_file(tiny, tmp_path / "sent", port=server.port, config="default")
-    assert result.closed and not result.errors and out.images == 2
+    assert result.closed and not result.errors and out.images == 3
     a, b = _images(tmp_path / "recon" / "images.h5"), _images(tmp_path / "sent" / "images.h5")
-    assert len(a) == 2 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert len(a) == 3 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    # both write the QA picture's Secondary Capture file as a PNG too
+    assert [p.name for p in local.pngs] == [p.name for p in out.pngs] == ["series050_0001.png"]
     assert a[0].shape == (1, 20, 20, 20) and a[0].max() > 0
 
 
@@ -166,7 +168,7 @@ def test_concurrent_clients(tiny, server, tmp_path, clients):
     for t in threads:
         t.join(300)
     assert all(
-        r is not None and r[0].closed and not r[0].errors and r[1].images == 2 for r in results
+        r is not None and r[0].closed and not r[0].errors and r[1].images == 3 for r in results
     )
 
 
@@ -254,7 +256,7 @@ def test_bad_input_gets_a_clear_error_and_the_server_serves_on(tiny, server, tmp
         and "sodium-gadgets" in got[0].response
     )
     result, out = send_file(tiny, tmp_path / "after", port=server.port)
-    assert result.closed and not result.errors and out.images == 2
+    assert result.closed and not result.errors and out.images == 3
 
 
 def test_send_reports_server_errors(tiny, server, tmp_path, capsys):

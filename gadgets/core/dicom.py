@@ -23,6 +23,10 @@ columns along x, so::
 Identity (patient, study, frame of reference, protocol) comes from the ISMRMRD header, so the
 series lands in the scanner's study beside the proton images; every series gets a new UID
 (``2.25.<UUID>``, no vendor root).
+
+Pictures (the calibration QA picture of :mod:`gadgets.core.qa`) are Secondary Capture Image
+Storage instances, one file, 8-bit RGB, with the same identity
+(:func:`secondary_capture_dataset`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
 
 _NS = "{http://www.ismrm.org/ISMRMRD}"
 _SLOPES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
@@ -140,6 +149,84 @@ def _slope(volume: np.ndarray) -> float:
     raise ValueError(f"values up to {peak:g} do not fit 16 bits at <= 0.1 per step")
 
 
+@dataclass(frozen=True)
+class _Identity:
+    """What every series of one scan shares (patient, study, frame of reference, equipment:
+    the header's ``fields``), the time the series is made and its new series UID."""
+
+    fields: dict[str, str]
+    now: _dt.datetime
+    study_uid: str
+    frame_uid: str
+    series_uid: str
+
+
+def _identity(header_xml: str) -> _Identity:
+    h = _header_fields(header_xml)
+    return _Identity(
+        fields=h,
+        now=_dt.datetime.now(),
+        study_uid=h.get("studyInformation/studyInstanceUID") or generate_uid(prefix=None),
+        frame_uid=h.get("measurementInformation/frameOfReferenceUID") or generate_uid(prefix=None),
+        series_uid=generate_uid(prefix=None),
+    )
+
+
+def _new_dataset(sop_class: str) -> Dataset:
+    """An empty instance of ``sop_class`` with its file meta and a new SOP instance UID."""
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    sop_uid = generate_uid(prefix=None)
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = sop_uid
+    return ds
+
+
+def _set_identity(ds: Dataset, ident: _Identity, info: SeriesInfo) -> None:
+    """Patient, study, series, frame of reference and equipment attributes from the scan."""
+    h, now = ident.fields, ident.now
+    # patient and study: from the scan
+    ds.PatientName = h.get("subjectInformation/patientName", "")
+    ds.PatientID = h.get("subjectInformation/patientID", "")
+    ds.PatientBirthDate = h.get("subjectInformation/patientBirthdate", "").replace("-", "")
+    sex = h.get("subjectInformation/patientGender", "")
+    ds.PatientSex = sex if sex in ("M", "F", "O") else ""
+    ds.StudyInstanceUID = ident.study_uid
+    ds.StudyDate = h.get("studyInformation/studyDate", "").replace("-", "") or now.strftime(
+        "%Y%m%d"
+    )
+    ds.StudyTime = h.get("studyInformation/studyTime", "").replace(":", "") or now.strftime(
+        "%H%M%S"
+    )
+    ds.StudyID = h.get("studyInformation/studyID", "")[:16]
+    ds.AccessionNumber = h.get("studyInformation/accessionNumber", "")[:16]
+    ds.ReferringPhysicianName = h.get("studyInformation/referringPhysicianName", "")
+    if h.get("studyInformation/studyDescription"):
+        ds.StudyDescription = h["studyInformation/studyDescription"][:64]
+    # series
+    ds.Modality = "MR"
+    ds.SeriesInstanceUID = ident.series_uid
+    ds.SeriesNumber = info.series_number
+    ds.SeriesDescription = info.description[:64]
+    ds.SeriesDate = now.strftime("%Y%m%d")
+    ds.SeriesTime = now.strftime("%H%M%S")
+    ds.ProtocolName = h.get("measurementInformation/protocolName", "")[:64]
+    ds.BodyPartExamined = (h.get("studyInformation/bodyPartExamined") or "HEAD")[:16]
+    position = h.get("measurementInformation/patientPosition", "")
+    if position:
+        ds.PatientPosition = position
+    ds.FrameOfReferenceUID = ident.frame_uid
+    ds.Manufacturer = h.get("acquisitionSystemInformation/systemVendor", "")[:64]
+    ds.ManufacturerModelName = h.get("acquisitionSystemInformation/systemModel", "")[:64]
+    if h.get("acquisitionSystemInformation/institutionName"):
+        ds.InstitutionName = h["acquisitionSystemInformation/institutionName"][:64]
+    ds.SoftwareVersions = "sodium-gadgets"
+
+
 def series_datasets(
     volume: np.ndarray, geometry: Geometry, header_xml: str, info: SeriesInfo
 ) -> list[Dataset]:
@@ -152,11 +239,8 @@ def series_datasets(
     finite = np.where(np.isfinite(volume), volume, 0.0)
     slope = _slope(finite)
     stored = np.clip(np.round(finite / slope), -32768, 32767).astype(np.int16)
-    h = _header_fields(header_xml)
-    now = _dt.datetime.now()
-    series_uid = generate_uid(prefix=None)
-    frame_uid = h.get("measurementInformation/frameOfReferenceUID") or generate_uid(prefix=None)
-    study_uid = h.get("studyInformation/studyInstanceUID") or generate_uid(prefix=None)
+    ident = _identity(header_xml)
+    h = ident.fields
     te, tr, flip = (_all(header_xml, leaf) for leaf in ("TE", "TR", "flipAngle_deg"))
     echo_ms = info.echo_time_ms
     if echo_ms is None and te:
@@ -165,54 +249,12 @@ def series_datasets(
     dx, dy, dz = geometry.voxel_mm
     nz, ny, nx = geometry.shape
     window = info.window or (float(np.percentile(finite, 50)), float(np.ptp(finite)) or 1.0)
+    now = ident.now
     out = []
     for k in range(nz):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        sop_uid = generate_uid(prefix=None)
-        ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
-        ds.SpecificCharacterSet = "ISO_IR 192"
-        ds.SOPClassUID = MRImageStorage
-        ds.SOPInstanceUID = sop_uid
-        # patient and study: from the scan
-        ds.PatientName = h.get("subjectInformation/patientName", "")
-        ds.PatientID = h.get("subjectInformation/patientID", "")
-        ds.PatientBirthDate = h.get("subjectInformation/patientBirthdate", "").replace("-", "")
-        sex = h.get("subjectInformation/patientGender", "")
-        ds.PatientSex = sex if sex in ("M", "F", "O") else ""
-        ds.StudyInstanceUID = study_uid
-        ds.StudyDate = h.get("studyInformation/studyDate", "").replace("-", "") or now.strftime(
-            "%Y%m%d"
-        )
-        ds.StudyTime = h.get("studyInformation/studyTime", "").replace(":", "") or now.strftime(
-            "%H%M%S"
-        )
-        ds.StudyID = h.get("studyInformation/studyID", "")[:16]
-        ds.AccessionNumber = h.get("studyInformation/accessionNumber", "")[:16]
-        ds.ReferringPhysicianName = h.get("studyInformation/referringPhysicianName", "")
-        if h.get("studyInformation/studyDescription"):
-            ds.StudyDescription = h["studyInformation/studyDescription"][:64]
-        # series
-        ds.Modality = "MR"
-        ds.SeriesInstanceUID = series_uid
-        ds.SeriesNumber = info.series_number
-        ds.SeriesDescription = info.description[:64]
-        ds.SeriesDate = now.strftime("%Y%m%d")
-        ds.SeriesTime = now.strftime("%H%M%S")
-        ds.ProtocolName = h.get("measurementInformation/protocolName", "")[:64]
-        ds.BodyPartExamined = (h.get("studyInformation/bodyPartExamined") or "HEAD")[:16]
-        position = h.get("measurementInformation/patientPosition", "")
-        if position:
-            ds.PatientPosition = position
-        ds.FrameOfReferenceUID = frame_uid
+        ds = _new_dataset(MRImageStorage)
+        _set_identity(ds, ident, info)
         ds.PositionReferenceIndicator = ""
-        ds.Manufacturer = h.get("acquisitionSystemInformation/systemVendor", "")[:64]
-        ds.ManufacturerModelName = h.get("acquisitionSystemInformation/systemModel", "")[:64]
-        if h.get("acquisitionSystemInformation/institutionName"):
-            ds.InstitutionName = h["acquisitionSystemInformation/institutionName"][:64]
-        ds.SoftwareVersions = "sodium-gadgets"
         # image
         ds.InstanceNumber = k + 1
         ds.ContentDate = now.strftime("%Y%m%d")
@@ -274,6 +316,54 @@ def series_datasets(
             setattr(ds, key, value)
         out.append(ds)
     return out
+
+
+def secondary_capture_dataset(rgb: np.ndarray, header_xml: str, info: SeriesInfo) -> Dataset:
+    """A Secondary Capture Image Storage instance of an ``(H, W, 3)`` ``uint8`` RGB picture (a QA
+    picture, :mod:`gadgets.core.qa`): ``PhotometricInterpretation`` RGB, 8 bits, colour-by-pixel
+    (``PlanarConfiguration`` 0), ``ConversionType`` WSD, in the scan's patient, study and frame
+    of reference (the header's identity, as :func:`series_datasets`), a new series UID,
+    ``info.series_number`` and ``info.description``. The picture has no patient identity drawn
+    in it (``BurnedInAnnotation`` NO) and no patient geometry (``PatientOrientation`` empty)."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 (H, W, 3) picture, got {rgb.dtype} {rgb.shape}")
+    ident = _identity(header_xml)
+    now = ident.now
+    ds = _new_dataset(SecondaryCaptureImageStorage)
+    _set_identity(ds, ident, info)
+    ds.ConversionType = "WSD"
+    ds.DateOfSecondaryCapture = now.strftime("%Y%m%d")
+    ds.TimeOfSecondaryCapture = now.strftime("%H%M%S")
+    ds.SecondaryCaptureDeviceManufacturer = "sodium-gadgets"
+    ds.SecondaryCaptureDeviceSoftwareVersions = "sodium-gadgets"
+    ds.InstanceNumber = 1
+    ds.ContentDate = now.strftime("%Y%m%d")
+    ds.ContentTime = now.strftime("%H%M%S")
+    ds.ImageType = ["DERIVED", "SECONDARY", *info.image_type]
+    ds.PatientOrientation = ""
+    ds.BurnedInAnnotation = "NO"
+    if info.comments:
+        ds.ImageComments = info.comments[:10240]
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.Rows, ds.Columns = rgb.shape[:2]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    ds.PixelRepresentation = 0
+    data = np.ascontiguousarray(rgb).tobytes()
+    ds.PixelData = data + b"\0" * (len(data) % 2)  # even length
+    for key, value in info.extra.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def picture_from_dataset(ds: Dataset) -> np.ndarray:
+    """The ``(H, W, 3)`` ``uint8`` RGB picture of a Secondary Capture dataset (8-bit RGB, as
+    :func:`secondary_capture_dataset` writes it)."""
+    if ds.get("SamplesPerPixel") != 3 or ds.get("PhotometricInterpretation") != "RGB":
+        raise ValueError("not an RGB picture")
+    return np.asarray(ds.pixel_array, np.uint8).reshape(int(ds.Rows), int(ds.Columns), 3)
 
 
 def write_series(datasets: list[Dataset], out_dir: str | Path, prefix: str) -> list[Path]:

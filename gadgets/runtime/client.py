@@ -1,5 +1,7 @@
 """Sending a raw file to a server (``sodium-gadgets send``), and running a chain on a file
-in-process (``sodium-gadgets recon``). Both write what comes back into an output folder."""
+in-process (``sodium-gadgets recon``). Both write what comes back into an output folder
+(:class:`gadgets.runtime.outputs.OutputFolder`: ``images.h5``, the DICOM files, and a PNG of each
+Secondary Capture file -- the calibration QA picture -- beside it)."""
 
 from __future__ import annotations
 
@@ -89,6 +91,19 @@ class SendResult:
         self.seconds_after_last_send: float | None = None
 
 
+def _connect(host: str, port: int, timeout_s: float, retry_s: float = 10.0) -> socket.socket:
+    """Connect, retrying for ``retry_s`` while the connection is refused (a server that is
+    still starting, e.g. ``serve ... &`` just before ``send``)."""
+    deadline = time.monotonic() + retry_s
+    while True:
+        try:
+            return socket.create_connection((host, port), timeout=timeout_s)
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def send_file(
     path: str | Path,
     out_dir: str | Path,
@@ -101,7 +116,7 @@ def send_file(
     """Stream a file's acquisitions to a server, like ``gadgetron_ismrmrd_client``, and collect
     what comes back (images, DICOM files, text) while sending."""
     xml, items = read_raw(path)
-    sock = socket.create_connection((host, port), timeout=timeout_s)
+    sock = _connect(host, port, timeout_s)
     out = OutputFolder(out_dir)
     result = SendResult()
     writer = MessageWriter(sock.sendall)

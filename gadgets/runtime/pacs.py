@@ -1,7 +1,9 @@
 """Sending DICOM files to a PACS by C-STORE (pynetdicom).
 
 Every SOP class in the batch is proposed explicitly as a presentation context (Explicit VR
-Little Endian, plus Implicit VR Little Endian as a fallback); the association, its messages
+Little Endian, plus Implicit VR Little Endian as a fallback): MR Image Storage for the maps,
+Secondary Capture Image Storage for the calibration QA picture; a file whose SOP class the PACS
+did not accept is reported as failed, like a rejected one. The association, its messages
 and the network each have a timeout, so a PACS that is down or silent costs seconds, not the
 scan. Failures are returned (and logged), never raised: the caller keeps its files.
 """
@@ -57,7 +59,11 @@ def c_store(files: list[Path], target: PacsTarget) -> StoreReport:
         return report
     try:
         for path, ds in datasets:
-            status = assoc.send_c_store(ds)
+            try:
+                status = assoc.send_c_store(ds)
+            except (ValueError, RuntimeError) as exc:  # e.g. no accepted context for its class
+                log.error("C-STORE of %s: %s", path.name, exc)
+                status = None
             if status and getattr(status, "Status", 0xFFFF) == 0x0000:
                 report.stored.append(str(path))
             else:
