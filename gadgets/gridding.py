@@ -13,6 +13,9 @@ volume per echo leaves at the end, channels ``coil * n_bins + bin``.
   extra channels, so B0 correction costs no pass over the data at the end. Memory per grid
   (logged): ``(G N + 6)^3 x coils x bins x 8`` bytes per echo; oversampling 1.5 keeps the
   8-channel, 5-bin, 2-echo 7T scan at ~0.6 GB.
+* Degraded input, documented: a readout with NaN or infinite samples is dropped (up to
+  ``max_bad_fraction`` of the scan; more is an error), a scan cut short is reconstructed from
+  what arrived; both are logged and sent to the client as a ``WARNING:`` text with the counts.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ class StreamingGridder(Gadget):
         "dcf": Property(str, "analytic", "density compensation: analytic or pipe_menon"),
         "b0_max_ppm": Property(float, 0.0, "MFI bins span +- this (0: no B0 correction)"),
         "mfi_max_cycles": Property(float, 0.5, "phase between MFI bins over the readout"),
+        "max_bad_fraction": Property(
+            float, 0.01, "readouts with NaN/Inf: dropped up to this fraction, then an error"
+        ),
     }
 
     def setup(self) -> None:
@@ -63,6 +69,8 @@ class StreamingGridder(Gadget):
         self.template = None
         self.k_radius = None
         self.dwell_s = 0.0
+        self.dropped = 0
+        self.notices: list[str] = []
 
     def _trajectory(self, acq: ismrmrd.Acquisition) -> np.ndarray:
         if acq.trajectory_dimensions == 3:
@@ -106,6 +114,9 @@ class StreamingGridder(Gadget):
         lo, hi = item.discard_pre, item.number_of_samples - item.discard_post
         traj = np.asarray(self._trajectory(item)[lo:hi], np.float32)
         data = item.data[:, lo:hi]
+        if not np.all(np.isfinite(data)):
+            self._drop(item)
+            return
         if self.bins_hz is None:
             self.dwell_s = item.sample_time_us * 1e-6
             self.bins_hz = self._bins(self.dwell_s, hi - lo)
@@ -125,6 +136,19 @@ class StreamingGridder(Gadget):
         self.counts[echo] += 1
         self.template = item
 
+    def _drop(self, item: ismrmrd.Acquisition) -> None:
+        """A readout with NaN/Inf samples: dropped, unless too many are (then an error)."""
+        self.dropped += 1
+        echoes = max(1, len(self.header.sequenceParameters.TE or []))
+        limit = self.max_bad_fraction * self.projections * echoes
+        if self.dropped > limit:
+            raise ValueError(
+                f"{self.dropped} readouts contain NaN or infinite samples (more than "
+                f"{self.max_bad_fraction:.0%} of the scan): the raw data are corrupt"
+            )
+        if self.dropped == 1:
+            log.warning("readout %d has NaN or infinite samples: dropped", item.scan_counter)
+
     def _echo_images(self):
         """``(echo, channel images)`` of every echo, repeated projections averaged."""
         for echo in sorted(self.grids):
@@ -133,12 +157,18 @@ class StreamingGridder(Gadget):
             if averages > 1.01:
                 image /= averages  # repeated projections: the mean, not the sum
             elif averages < 0.98:
-                log.warning(
-                    "echo %d: only %d of %d projections arrived (scan cut short?): the image is "
-                    "undersampled and its level low; concentrations from it are unreliable",
-                    echo, self.counts[echo], self.projections,
-                )  # fmt: skip
+                self._notice(
+                    f"echo {echo}: only {self.counts[echo]} of {self.projections} projections "
+                    "arrived (scan cut short?): the image is undersampled and streaky, and "
+                    "concentrations from it are unreliable; repeat the scan"
+                )
             yield echo, image
+        if self.dropped:
+            self._notice(f"{self.dropped} readouts with NaN or infinite samples were dropped")
+
+    def _notice(self, text: str) -> None:
+        log.warning(text)
+        self.notices.append(f"WARNING: {text}")
 
     def finish(self):
         te_ms = list(self.header.sequenceParameters.TE or [])
@@ -157,3 +187,4 @@ class StreamingGridder(Gadget):
             log.info("gridded echo %d: %d readouts, %d channels", echo, self.counts[echo],
                      image.shape[0])  # fmt: skip
             yield volume_image(image, self.template, meta, contrast=echo, series_index=100 + echo)
+        yield from self.notices

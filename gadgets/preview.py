@@ -27,6 +27,7 @@ class SumOfSquaresPreview(StreamingGridder):
         "kernel_width": Property(int, 5, "Kaiser-Bessel width, grid cells"),
         "dcf": Property(str, "analytic", "density compensation: analytic or pipe_menon"),
         "series_index": Property(int, 1, "image_series_index of the output"),
+        "max_bad_fraction": StreamingGridder.properties["max_bad_fraction"],
     }
     b0_max_ppm = 0.0  # no MFI bins: one image per coil and echo
     mfi_max_cycles = 0.5
@@ -39,3 +40,4 @@ class SumOfSquaresPreview(StreamingGridder):
                 magnitude, self.template, {"fov_mm": self.fov_mm}, contrast=echo,
                 series_index=self.series_index + echo, image_type=ismrmrd.IMTYPE_MAGNITUDE,
             )  # fmt: skip
+        yield from self.notices

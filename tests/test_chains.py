@@ -3,13 +3,18 @@ the chain chosen by the protocol map, TSC ROI means against the truth, DICOM ser
 B0 map accuracy, and the refusal to calibrate when the tubes do not fit."""
 
 import re
+import subprocess
 
+import ismrmrd
 import numpy as np
 import pytest
-from conftest import recon_scan
+from conftest import recon_scan, require_tool
 
 from gadgets.core.dicom import Geometry, read_series
-from gadgets.runtime.client import recon_file
+from gadgets.runtime.chain import load_chain
+from gadgets.runtime.client import read_raw, recon_file
+from gadgets.runtime.protocols import chain_for_protocol
+from gadgets.runtime.runner import ChainRunner
 from gadgets.simulator.evaluate import roi_means
 from gadgets.simulator.scan import ScanDescription, simulate
 from gadgets.volumes import read_meta
@@ -75,6 +80,66 @@ def test_sodium_tsc_b0_on_a_dual_echo_scan(dual_echo):
     means = {r.name: r.measured_mM for r in roi_means(
         nar.data[0], Geometry.from_image(nar), sim / "tiny_b0_truth.json")}  # fmt: skip
     assert means["vitreous"] < 0.5 * means["white_matter"] * 140 / 33
+
+
+@pytest.fixture(scope="module")
+def array32(tmp_path_factory):
+    return recon_scan(tmp_path_factory, "tiny_32ch")
+
+
+def test_sodium_tsc_on_a_32_channel_loop_array(array32):
+    """Protocol sodium_tsc_32ch: the coil file's loops remove the receive profile, the tubes fit
+    a straight line and the brain reads right; without the coil file the scan is refused."""
+    sim, out, images = array32
+    assert set(images) == {"Na23 TSC [mmol/L]", "Na23 TSC QA"}
+    tsc = images["Na23 TSC [mmol/L]"]
+    assert _r2(read_meta(tsc)["ImageComments"]) >= 0.999
+    err = _errors(sim, "tiny_32ch", tsc)
+    assert abs(err["white_matter"]) <= 5.0 and abs(err["tumour"]) <= 5.0, err
+    assert abs(err["vitreous"]) <= 6.0, err
+    dciodvfy = require_tool("dciodvfy")
+    for path in [*sorted(out.path.glob("series010_*.dcm"))[::10], out.path / "series050_0001.dcm"]:
+        done = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
+        errors = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.startswith("Error")]
+        assert not errors, (path.name, errors)
+    assert (out.path / "series050_0001.png").stat().st_size > 10_000
+    plain = recon_file(sim / "tiny_32ch.h5", sim / "plain", overrides={"coil_models": ""})
+    assert any("TSC calibration failed" in t for t in plain.texts), plain.texts
+
+
+def _run_chain(path, keep=lambda i, acq: acq):
+    """The protocol's chain on a file in-process, each readout through ``keep`` (None: not
+    sent): the returned images by series description, and the texts for the client."""
+    xml, items = read_raw(path)
+    entry = chain_for_protocol(xml)
+    runner = ChainRunner(load_chain(entry.chain), xml, entry.overrides)
+    out = []
+    for i, acq in enumerate(items):
+        acq = keep(i, acq)
+        if acq is not None:
+            out += runner.push(acq)
+    out += runner.finish()
+    images = {read_meta(m)["SeriesDescription"]: m for m in out if isinstance(m, ismrmrd.Image)}
+    return images, [m for m in out if isinstance(m, str)]
+
+
+def test_degraded_input_nan_readouts_and_a_cut_short_scan(birdcage):
+    """A few readouts with NaNs are dropped with a warning, the map is still right; a scan cut
+    off half way still returns its series, with a warning to the client."""
+    sim = birdcage[0]
+
+    def nan_some(i, acq):
+        if i in (40, 500, 1700):
+            acq.data[:, 5] = np.nan
+        return acq
+
+    images, texts = _run_chain(sim / "tiny_birdcage.h5", nan_some)
+    assert any("3 readouts with NaN" in t for t in texts), texts
+    err = _errors(sim, "tiny_birdcage", images["Na23 TSC [mmol/L]"])
+    assert abs(err["white_matter"]) <= 4.0, err
+    images, texts = _run_chain(sim / "tiny_birdcage.h5", lambda i, a: a if i < 1260 else None)
+    assert any(re.search(r"only 12\d\d of 2500 projections", t) for t in texts), texts
+    assert "Na23 TSC QA" in images and len(images) >= 2
 
 
 def test_loop_array_without_bias_correction_is_refused_not_wrong(refused):

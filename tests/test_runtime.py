@@ -336,8 +336,8 @@ def test_runs_under_a_real_gadgetron_parent(tiny, header_xml, tmp_path):
 def test_failures_under_gadgetron_are_errors_not_text(tiny, header_xml):
     from gadgets.runtime.protocol import Error
 
-    def poison(i, acq):
-        if i == 100:
+    def poison(i, acq):  # corrupt from the 100th message on: far more than max_bad_fraction
+        if i >= 100:
             acq.data[:] = np.nan
 
     got = _play_gadgetron(tiny, header_xml, poison)
