@@ -84,6 +84,7 @@ class CoilCombiner(Gadget):
         self.weights: np.ndarray | None = None
         self.whitening: np.ndarray | None = None
         self.combination = self.method
+        self.notices: list[str] = []
 
     def _model_weights(self, coils: np.ndarray, item: ismrmrd.Image) -> np.ndarray | None:
         """Roemer weights ``s / |s|^2`` from the matching coil model, or None."""
@@ -91,10 +92,10 @@ class CoilCombiner(Gadget):
         model = next((m for m in self.models if m.channels == nch), None)
         if model is None:
             if nch > 1:
-                log.warning(
-                    "no coil model for %d channels (coil_models: %s): the array's receive "
-                    "profile stays in the image", nch, self.coil_models or "none",
-                )  # fmt: skip
+                self._warn(
+                    f"no coil model for {nch} channels (coil_models: {self.coil_models or 'none'})"
+                    ": the array's receive profile stays in the image"
+                )
             return None
         points = patient_points_mm(
             coils.shape[1:], item.field_of_view, item.position, item.read_dir, item.phase_dir,
@@ -104,16 +105,21 @@ class CoilCombiner(Gadget):
             log.warning("no prewhitening matrix from upstream: coil-model fit with full mixing")
         fit = fit_coil_model(coils, points, model, self.whitening)
         if fit.residual > self.max_model_residual:
-            log.warning(
-                "coil model %s does not fit this scan (residual %.3f > %.3f): receive profile "
-                "not corrected; check the coil file and that the coil is at the isocentre",
-                model.name, fit.residual, self.max_model_residual,
-            )  # fmt: skip
+            self._warn(
+                f"coil model {model.name} does not fit this scan (residual {fit.residual:.3f} > "
+                f"{self.max_model_residual}): receive profile not corrected; check the coil file "
+                "and that the coil is at the isocentre"
+            )
             return None
         sens = fit.sensitivities(model, points.reshape(-1, 3)).reshape(coils.shape)
         power = np.sum(np.abs(sens) ** 2, axis=0)
         self.combination = f"model:{model.name}"
         return (sens / np.maximum(power, 1e-6 * power.max())).astype(np.complex64)
+
+    def _warn(self, text: str) -> None:
+        """Logged, and sent to the client once (with the combined volume)."""
+        log.warning(text)
+        self.notices.append(f"WARNING: {text}")
 
     def _weights(self, coils: np.ndarray) -> np.ndarray:
         if self.method == "adaptive":
@@ -152,5 +158,7 @@ class CoilCombiner(Gadget):
                 out = np.einsum("c...,cb...->b...", self.weights.conj(), data)
         del meta["SodiumCoils"]
         meta["SodiumCombination"] = self.combination
+        yield from self.notices
+        self.notices.clear()
         yield volume_image(out.astype(np.complex64), item, meta, contrast=item.contrast,
                            series_index=item.image_series_index)  # fmt: skip

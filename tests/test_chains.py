@@ -149,6 +149,7 @@ def test_loop_array_without_bias_correction_is_refused_not_wrong(refused):
     assert "Na23 TSC [mmol/L]" not in images
     assert "Na23 uncalibrated [a.u.]" in images
     assert any("TSC calibration failed" in t for t in out.texts)
+    assert any("no coil model for 4 channels" in t for t in out.texts), out.texts  # the cause
     meta = read_meta(images["Na23 uncalibrated [a.u.]"])
     assert meta["Units"] == "1" and "DataRole" not in meta
 

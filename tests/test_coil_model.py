@@ -152,5 +152,6 @@ def test_combiner_gadget_uses_the_whitening_message(loops8):
     # no model for 5 channels: adaptive, the profile stays (and a warning in the log)
     plain = CoilCombiner(None, coil_models="loops_8ch")
     meta5 = {**meta, "SodiumCoils": 5}
-    (out5,) = list(plain.process(_volume(images[:5].astype(np.complex64), meta5)))
+    warning, out5 = list(plain.process(_volume(images[:5].astype(np.complex64), meta5)))
+    assert warning.startswith("WARNING: no coil model for 5 channels")
     assert read_meta(out5)["SodiumCombination"] == "adaptive"
