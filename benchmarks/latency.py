@@ -4,16 +4,18 @@ as the scanner would send it.
 
 Two runs, each against a fresh server:
 
-(a) **paced**: the noise scans, then the first ``--paced-seconds`` of imaging readouts one TR
-    apart (the header's TR; 100 ms for the 7T dual-echo scan: 30 s = 300 readouts), then CLOSE.
+(a) **paced**: the noise scans, then the imaging readouts with the first and the last
+    ``--paced-seconds`` one TR apart (the header's TR; 100 ms for the 7T dual-echo scan: 30 s =
+    300 readouts) and the middle at full speed, then CLOSE (``--paced-mode head``: only the first
+    ``--paced-seconds``, a shortened scan).
     Whether the server keeps up is measured with the protocol's own QUERY message: the server
     answers a query only when it reads the next message, i.e. after it has processed every
     readout sent before it, so the query's round trip is the server's backlog in seconds, and
     ``readouts sent - readouts processed`` when the answer arrives is the queue depth. A query
     goes out every second and once right after the last readout ("caught up"). Also reported:
     how long each paced send blocked (the socket buffers full: the server far behind) and how
-    late a readout left against its schedule. The scan is cut short, so its images are
-    undersampled; the work after the last readout is the same as for a whole scan.
+    late a readout left against its schedule. Sending the whole scan matters: a cut-short scan
+    gives an undersampled image on which the calibration behaves differently.
 (b) **full speed**: the whole scan as fast as the client can send; throughput is imaging
     readouts over the time from the first readout sent to the server having processed the last
     (its "caught up" answer).

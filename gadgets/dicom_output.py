@@ -21,10 +21,17 @@ themselves from the DICOM file (:class:`gadgets.runtime.outputs.OutputFolder`). 
 Gadgetron,
 use ``deliver=folder`` or ``pacs`` and keep ``pass_images`` on: Gadgetron returns the ISMRMRD
 images itself (or converts them with its DicomFinishGadget).
+
+``parametric_map`` (default ``false``): a quantitative map (meta ``Units=mmol/L`` and
+``DataRole=Quantitative``: the TSC map, and the 23NaR map) is also delivered as a DICOM
+Parametric Map, the exact float32 values in one multi-frame file
+(:func:`gadgets.core.dicom_pmap.parametric_map_dataset`), derived from the MR series just made:
+series number + 1000 (``series1010_0001.dcm`` for TSC series 10), description + `` float``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 from pathlib import Path
@@ -41,6 +48,7 @@ from .core.dicom import (
     series_datasets,
     write_series,
 )
+from .core.dicom_pmap import parametric_map_dataset
 from .core.qa import write_png
 from .runtime.gadget import Gadget, Property
 from .runtime.pacs import PacsTarget, c_store
@@ -75,6 +83,9 @@ class DicomOutput(Gadget):
         "calling_ae_title": Property(str, "SODIUM", "our AE title"),
         "pacs_timeout_s": Property(float, 10.0, "association, message and network timeout"),
         "pass_images": Property(bool, True, "also pass the ISMRMRD image on"),
+        "parametric_map": Property(
+            bool, False, "also deliver mmol/L quantitative maps as a float32 Parametric Map"
+        ),
     }
 
     def setup(self) -> None:
@@ -114,6 +125,12 @@ class DicomOutput(Gadget):
         volume = np.abs(item.data[0]) if np.iscomplexobj(item.data) else item.data[0]
         datasets = series_datasets(volume, Geometry.from_image(item), self.header_xml, info)
         yield from self._deliver(datasets, info)
+        if self.parametric_map and unit == "mmol/L" and meta.get("DataRole") == "Quantitative":
+            pmap = parametric_map_dataset(volume, datasets, info)
+            pinfo = dataclasses.replace(
+                info, series_number=int(pmap.SeriesNumber), description=pmap.SeriesDescription
+            )
+            yield from self._deliver([pmap], pinfo)
         if self.pass_images:
             yield item
 

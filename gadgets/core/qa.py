@@ -12,7 +12,7 @@ panels:
   ``R^2`` against ``min_r2``, and each tube's residual ``(S - b) / a - C`` in mM; tubes that
   were found but could not be paired with a concentration are listed with their signals;
 * (b) the tube ROIs: the uncalibrated magnitude in the slice through the tubes (perpendicular
-  to their common axis, at their median position along it), a circle of the fitted radius at
+  to their common axis, where it cuts the most tubes), a circle of the fitted radius at
   each fitted tube centre, labelled with its concentration (``?``, dashed, when not paired);
 * (c) the TSC map in the same slice with a colour bar in mmol/L (tube outlines drawn thin);
   when the calibration failed there is no TSC map and the panel says so in red.
@@ -118,13 +118,23 @@ class _View:
 
 
 def _view(qa: CalibrationQa) -> _View:
-    """The slice through the tubes: normal to their most common axis, at their median
-    position along it (the central slice when no tubes were found)."""
+    """The slice through the tubes: normal to their most common axis, at the position along it
+    that cuts the most tubes (of those, the one nearest their median; the median of two rows of
+    short tubes would fall between them); the central slice when no tubes were found."""
     shape_xyz = qa.magnitude.shape[::-1]
     vox = np.asarray(qa.voxel_mm, np.float64)
-    if qa.tubes:
-        axis = Counter(int(np.argmax(np.abs(t.axis))) for t in qa.tubes).most_common(1)[0][0]
-        centre = float(np.median([t.centre_mm[axis] for t in qa.tubes]))
+    # the paired tubes when there are any: unpaired candidates may be anything
+    tubes = [t for t in qa.tubes if t.concentration_mM is not None] or list(qa.tubes)
+    if tubes:
+        axis = Counter(int(np.argmax(np.abs(t.axis))) for t in tubes).most_common(1)[0][0]
+        along = np.array([t.centre_mm[axis] for t in tubes])
+        half = np.array([0.5 * t.length_mm for t in tubes])
+        median = float(np.median(along))
+
+        def cut(p: float) -> int:
+            return int(np.sum(np.abs(along - p) <= half))
+
+        centre = float(max(along, key=lambda p: (cut(p), -abs(p - median))))
     else:
         axis, centre = 2, 0.0
     n = shape_xyz[axis]

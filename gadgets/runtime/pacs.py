@@ -2,10 +2,12 @@
 
 Every SOP class in the batch is proposed explicitly as a presentation context (Explicit VR
 Little Endian, plus Implicit VR Little Endian as a fallback): MR Image Storage for the maps,
-Secondary Capture Image Storage for the calibration QA picture; a file whose SOP class the PACS
-did not accept is reported as failed, like a rejected one. The association, its messages
-and the network each have a timeout, so a PACS that is down or silent costs seconds, not the
-scan. Failures are returned (and logged), never raised: the caller keeps its files.
+Secondary Capture Image Storage for the calibration QA picture, Parametric Map Storage
+(``1.2.840.10008.5.1.4.1.1.30``) for the float maps of ``DicomOutput.parametric_map``; a file
+whose SOP class the PACS did not accept is reported as failed, like a rejected one. The
+association, its messages and the network each have a timeout, so a PACS that is down or silent
+costs seconds, not the scan. Failures are returned (and logged), never raised: the caller keeps
+its files.
 """
 
 from __future__ import annotations
