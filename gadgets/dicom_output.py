@@ -48,7 +48,6 @@ from .core.dicom import (
     series_datasets,
     write_series,
 )
-from .core.dicom_pmap import parametric_map_dataset
 from .core.qa import write_png
 from .runtime.gadget import Gadget, Property
 from .runtime.pacs import PacsTarget, c_store
@@ -97,6 +96,13 @@ class DicomOutput(Gadget):
             raise ValueError("deliver=pacs needs pacs_host")
         if "folder" in self.targets and not self.folder:
             raise ValueError("deliver=folder needs folder")
+        if self.parametric_map:
+            try:  # an optional dependency: pip install 'sodium-gadgets[pmap]'
+                import highdicom  # noqa: F401
+            except ImportError as exc:
+                raise ValueError(
+                    "parametric_map needs highdicom: pip install 'sodium-gadgets[pmap]'"
+                ) from exc
         import ismrmrd.xsd
 
         self.header_xml = ismrmrd.xsd.ToXML(self.header)
@@ -126,6 +132,8 @@ class DicomOutput(Gadget):
         datasets = series_datasets(volume, Geometry.from_image(item), self.header_xml, info)
         yield from self._deliver(datasets, info)
         if self.parametric_map and unit == "mmol/L" and meta.get("DataRole") == "Quantitative":
+            from .core.dicom_pmap import parametric_map_dataset
+
             pmap = parametric_map_dataset(volume, datasets, info)
             pinfo = dataclasses.replace(
                 info, series_number=int(pmap.SeriesNumber), description=pmap.SeriesDescription
