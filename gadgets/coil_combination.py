@@ -35,8 +35,9 @@ import ismrmrd
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from .core.coil_model import CoilModel, fit_coil_model, patient_points_mm
+from .core.coil_model import CoilModel, fit_coil_model
 from .core.coils import roemer, sum_of_squares, walsh_weights
+from .core.dicom import Geometry
 from .runtime.chain import CHAINS_DIR
 from .runtime.gadget import Gadget, Property
 from .volumes import meta_floats, read_meta, volume_image
@@ -97,10 +98,7 @@ class CoilCombiner(Gadget):
                     ": the array's receive profile stays in the image"
                 )
             return None
-        points = patient_points_mm(
-            coils.shape[1:], item.field_of_view, item.position, item.read_dir, item.phase_dir,
-            item.slice_dir,
-        )  # fmt: skip
+        points = Geometry.from_image(item).points_mm()
         if self.whitening is None:
             log.warning("no prewhitening matrix from upstream: coil-model fit with full mixing")
         fit = fit_coil_model(coils, points, model, self.whitening)

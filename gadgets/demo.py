@@ -35,8 +35,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__
 
 log = logging.getLogger(__name__)
@@ -265,45 +263,13 @@ def dicom_series(folder: str | Path) -> list[Series]:
 
 
 def read_volume(paths: list[Path]):
-    """Real-world values ``(nz, ny, nx)`` of a single-frame MR series and its
-    :class:`~gadgets.core.dicom.Geometry`, both from the DICOM attributes alone (pixel data,
-    rescale, ImagePositionPatient, ImageOrientationPatient, PixelSpacing): what a viewer sees."""
-    import pydicom
+    """Real-world values ``(nz, ny, nx)`` of a single-frame MR series, its
+    :class:`~gadgets.core.dicom.Geometry` and datasets, all from the DICOM files alone (pixel
+    data, rescale, position, orientation, spacing): what a viewer sees."""
+    from .core.dicom import Geometry, read_series
 
-    from .core.dicom import Geometry
-
-    datasets = sorted((pydicom.dcmread(p) for p in paths), key=lambda d: int(d.InstanceNumber))
-    volume = np.stack(
-        [
-            d.pixel_array.astype(np.float64) * float(d.get("RescaleSlope", 1.0))
-            + float(d.get("RescaleIntercept", 0.0))
-            for d in datasets
-        ]
-    )
-    first = datasets[0]
-    iop = np.asarray([float(v) for v in first.ImageOrientationPatient])
-    read_dir, phase_dir = iop[:3], iop[3:]
-    dy, dx = (float(v) for v in first.PixelSpacing)
-    nz, ny, nx = volume.shape
-    ipp = np.asarray([[float(v) for v in d.ImagePositionPatient] for d in datasets])
-    if nz > 1:
-        step = (ipp[-1] - ipp[0]) / (nz - 1)
-        dz = float(np.linalg.norm(step))
-        slice_dir = step / dz
-    else:
-        dz = float(first.get("SliceThickness", 1.0))
-        slice_dir = np.cross(read_dir, phase_dir)
-    centre = ipp[0] + dx * (nx // 2) * read_dir + dy * (ny // 2) * phase_dir
-    centre = centre + dz * (nz // 2) * slice_dir
-    geom = Geometry(
-        (nz, ny, nx),
-        (nx * dx, ny * dy, nz * dz),
-        tuple(map(float, centre)),
-        tuple(map(float, read_dir)),
-        tuple(map(float, phase_dir)),
-        tuple(map(float, slice_dir)),
-    )
-    return volume, geom, datasets
+    volume, datasets = read_series(paths)
+    return volume, Geometry.from_datasets(datasets), datasets
 
 
 # --------------------------------------------------------------------------- calibration text

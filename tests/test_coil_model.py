@@ -10,8 +10,8 @@ from gadgets.core.coil_model import (
     CoilModel,
     fit_coil_model,
     loop_field,
-    patient_points_mm,
 )
+from gadgets.core.dicom import Geometry
 from gadgets.runtime.chain import CHAINS_DIR
 from gadgets.volumes import read_meta, volume_image
 
@@ -47,8 +47,8 @@ def test_loop_field_matches_biot_savart_and_axis_formula():
 
 def _object(shape, voxel_mm):
     """A head-sized sphere (1.0) with a brighter ball and two bright 'tubes' near the edge."""
-    pts = patient_points_mm(shape, tuple(n * voxel_mm for n in shape[::-1]), np.zeros(3),
-                            np.eye(3)[0], np.eye(3)[1], np.eye(3)[2])  # fmt: skip
+    fov = tuple(n * voxel_mm for n in shape[::-1])
+    pts = Geometry(shape, fov, (0.0, 0.0, 0.0), (1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0)).points_mm()
     r = np.linalg.norm(pts, axis=-1)
     rho = (r < 75).astype(float)
     rho[np.linalg.norm(pts - [20, 10, 0], axis=-1) < 15] = 2.0

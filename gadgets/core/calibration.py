@@ -192,29 +192,16 @@ def template_image(
 ) -> np.ndarray:
     """The reconstructed magnitude image of a unit-concentration cylinder, ``(nz, ny, nx)``,
     ``offset_hz`` off resonance (its phase twist during the readout blurs it too)."""
-    ks = [np.fft.fftfreq(n, d) for n, d in zip(shape, voxel_mm[::-1], strict=True)]
-    kz, ky, kx = np.meshgrid(*ks, indexing="ij")
-    k = np.stack([kx, ky, kz], axis=-1)
-    spec = cylinder_kspace(k, tube.centre_mm, tube.axis, radius_mm, tube.length_mm)
-    k_cpp = np.sqrt((kx * voxel_mm[0]) ** 2 + (ky * voxel_mm[1]) ** 2 + (kz * voxel_mm[2]) ** 2)
-    if kfilter is None:
-        weight = (k_cpp <= 0.5).astype(np.float64)
-    else:
-        kr, h, t = kfilter
-        inside = k_cpp <= kr[-1]
-        weight = np.where(inside, np.interp(k_cpp, kr, h), 0.0).astype(np.complex128)
-        if offset_hz:
-            weight *= np.exp(-2j * np.pi * offset_hz * np.interp(k_cpp, kr, t))
-    # sample n // 2 is the volume centre: shift the origin there
-    image = np.fft.ifftn(spec * weight) / np.prod(voxel_mm)
-    return np.abs(np.fft.fftshift(image))
+    whole = np.ones(shape, bool)
+    image = _Templates(shape, voxel_mm, tube, radius_mm, kfilter, whole)(np.zeros(3), offset_hz)
+    return image.reshape(shape)
 
 
 class _Templates:
     """Template images of one tube for many centre shifts and off-resonances, fast: the
     cylinder's spectrum and ``H(|k|)`` are computed once; a shift is a separable phase ramp, an
-    off-resonance ``exp(-2 pi i f t(|k|))``; only the fitted voxels are read after the FFT.
-    Equal to :func:`template_image` (single precision)."""
+    off-resonance ``exp(-2 pi i f t(|k|))``; only the voxels of ``region`` are read after the
+    FFT (in the order of ``image[region]``, sample ``n // 2`` at the volume centre)."""
 
     def __init__(self, shape, voxel_mm, tube: Tube, radius_mm: float, kfilter, region) -> None:
         ks = [np.fft.fftfreq(n, d) for n, d in zip(shape, voxel_mm[::-1], strict=True)]

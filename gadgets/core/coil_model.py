@@ -207,26 +207,3 @@ def fit_coil_model(
         fit.residual, best, fit.other_residual,
     )  # fmt: skip
     return fit
-
-
-def patient_points_mm(
-    shape: tuple[int, int, int],
-    fov_mm: tuple[float, float, float],
-    position_mm: np.ndarray,
-    read_dir: np.ndarray,
-    phase_dir: np.ndarray,
-    slice_dir: np.ndarray,
-) -> np.ndarray:
-    """``(nz, ny, nx, 3)`` patient LPS mm of the voxel centres of a volume (centre voxel
-    ``n // 2`` at ``position_mm``; ``fov_mm`` is (x, y, z))."""
-    nz, ny, nx = shape
-    dx, dy, dz = np.asarray(fov_mm, np.float64) / np.array([nx, ny, nz])
-    iz, iy, ix = np.meshgrid(
-        np.arange(nz) - nz // 2, np.arange(ny) - ny // 2, np.arange(nx) - nx // 2, indexing="ij"
-    )
-    return (
-        np.asarray(position_mm, np.float64)
-        + (dx * ix)[..., None] * np.asarray(read_dir, np.float64)
-        + (dy * iy)[..., None] * np.asarray(phase_dir, np.float64)
-        + (dz * iz)[..., None] * np.asarray(slice_dir, np.float64)
-    )

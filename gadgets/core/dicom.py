@@ -85,6 +85,47 @@ class Geometry:
             + dz * (k - nz // 2) * np.asarray(self.slice_dir)
         )
 
+    def points_mm(self) -> np.ndarray:
+        """``(nz, ny, nx, 3)`` patient LPS mm of every voxel centre."""
+        nz, ny, nx = self.shape
+        dx, dy, dz = self.voxel_mm
+        iz, iy, ix = np.meshgrid(
+            np.arange(nz) - nz // 2, np.arange(ny) - ny // 2, np.arange(nx) - nx // 2,
+            indexing="ij",
+        )  # fmt: skip
+        return (
+            np.asarray(self.position_mm)
+            + (dx * ix)[..., None] * np.asarray(self.read_dir)
+            + (dy * iy)[..., None] * np.asarray(self.phase_dir)
+            + (dz * iz)[..., None] * np.asarray(self.slice_dir)
+        )
+
+    @classmethod
+    def from_datasets(cls, datasets: list[Dataset]) -> Geometry:
+        """From a single-frame series sorted by InstanceNumber, by the DICOM attributes alone
+        (ImagePositionPatient, ImageOrientationPatient, PixelSpacing): the inverse of the
+        formulas above, i.e. what a viewer sees."""
+        first = datasets[0]
+        iop = np.asarray([float(v) for v in first.ImageOrientationPatient])
+        read_dir, phase_dir = iop[:3], iop[3:]
+        dy, dx = (float(v) for v in first.PixelSpacing)
+        nz, ny, nx = len(datasets), int(first.Rows), int(first.Columns)
+        ipp = np.asarray([[float(v) for v in d.ImagePositionPatient] for d in datasets])
+        if nz > 1:
+            step = (ipp[-1] - ipp[0]) / (nz - 1)
+            dz = float(np.linalg.norm(step))
+            slice_dir = step / dz
+        else:
+            dz = float(first.get("SliceThickness", 1.0))
+            slice_dir = np.cross(read_dir, phase_dir)
+        centre = ipp[0] + dx * (nx // 2) * read_dir + dy * (ny // 2) * phase_dir
+        centre = centre + dz * (nz // 2) * slice_dir
+        return cls(
+            (nz, ny, nx), (nx * dx, ny * dy, nz * dz), tuple(map(float, centre)),
+            tuple(map(float, read_dir)), tuple(map(float, phase_dir)),
+            tuple(map(float, slice_dir)),
+        )  # fmt: skip
+
     @classmethod
     def from_image(cls, image) -> Geometry:
         """From an ``ismrmrd.Image`` of the whole volume (data (1, nz, ny, nx))."""

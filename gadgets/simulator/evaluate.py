@@ -24,26 +24,11 @@ class RoiResult:
         return self.measured_mM - self.true_mM
 
 
-def voxel_points_mm(geom: Geometry) -> np.ndarray:
-    """``(nz, ny, nx, 3)`` patient LPS mm of every voxel centre."""
-    nz, ny, nx = geom.shape
-    dx, dy, dz = geom.voxel_mm
-    iz, iy, ix = np.meshgrid(
-        np.arange(nz) - nz // 2, np.arange(ny) - ny // 2, np.arange(nx) - nx // 2, indexing="ij"
-    )
-    return (
-        np.asarray(geom.position_mm)
-        + (dx * ix)[..., None] * np.asarray(geom.read_dir)
-        + (dy * iy)[..., None] * np.asarray(geom.phase_dir)
-        + (dz * iz)[..., None] * np.asarray(geom.slice_dir)
-    )
-
-
 def roi_means(volume: np.ndarray, geom: Geometry, truth_json: str | Path) -> list[RoiResult]:
     """Mean of ``volume`` in every truth ROI (voxel centres inside the sphere; the nearest voxel
     for a sphere smaller than a voxel)."""
     truth = json.loads(Path(truth_json).read_text())
-    pts = voxel_points_mm(geom)
+    pts = geom.points_mm()
     out = []
     for roi in truth["rois"]:
         dist2 = np.sum((pts - np.asarray(roi["centre_mm"])) ** 2, axis=-1)
