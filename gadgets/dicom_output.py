@@ -32,21 +32,20 @@ series number + 1000 (``series1010_0001.dcm`` for TSC series 10), description + 
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 from pathlib import Path
 
 import ismrmrd
 import numpy as np
-import pydicom
 
 from .core.cache import cache_dir
 from .core.dicom import (
     Geometry,
     SeriesInfo,
+    encode_series,
     secondary_capture_dataset,
     series_datasets,
-    write_series,
+    write_files,
 )
 from .core.qa import write_png
 from .runtime.gadget import Gadget, Property
@@ -163,17 +162,16 @@ class DicomOutput(Gadget):
     def _deliver(self, datasets: list, info: SeriesInfo):
         """Stream, write and/or C-STORE a series' datasets as ``seriesNNN_0001.dcm`` ..."""
         prefix = f"series{info.series_number:03d}"
+        encoded = encode_series(datasets)
         if "stream" in self.targets:
-            for i, ds in enumerate(datasets, start=1):
-                buf = io.BytesIO()
-                pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-                yield DicomFile(buf.getvalue(), f"{prefix}_{i:04d}.dcm", info.description)
+            for i, data in enumerate(encoded, start=1):
+                yield DicomFile(data, f"{prefix}_{i:04d}.dcm", info.description)
         files: list[Path] = []
         if "folder" in self.targets:
-            files = write_series(datasets, self.folder, prefix)
+            files = write_files(encoded, self.folder, prefix)
         if "pacs" in self.targets:
             if not files:  # PACS-only: keep a copy where it can be found if the PACS is down
-                files = write_series(datasets, cache_dir("undelivered"), prefix)
+                files = write_files(encoded, cache_dir("undelivered"), prefix)
             target = PacsTarget(
                 self.pacs_host, self.pacs_port, self.pacs_ae_title, self.calling_ae_title,
                 self.pacs_timeout_s,

@@ -62,6 +62,9 @@ class TscCalibration(EchoVolumesGadget):
         "tube_positions_mm": Property(str, "", "optional 'x,y,z; ...' patient LPS mm"),
         "min_r2": Property(float, 0.99, "calibrations with a lower R^2 are refused"),
         "class_correction": Property(bool, True, "correct brain/fluid relaxation vs tubes"),
+        "undo_tube_blur": Property(
+            bool, True, "inside the tubes, undo the readout blur the template fit measured"
+        ),
         "fluid_from_mM": Property(float, 70.0, "one echo: fluid fraction 0 below this"),
         "fluid_to_mM": Property(float, 120.0, "one echo: fluid fraction 1 above this"),
         "t1_tube_ms": Property(float, 0.0, "tube T1 (0: class default for the field)"),
@@ -89,6 +92,10 @@ class TscCalibration(EchoVolumesGadget):
         self.flip_deg = float(seq.flipAngle_deg[0]) if seq is not None and seq.flipAngle_deg else 90
         self.field_T = float(self.header.acquisitionSystemInformation.systemFieldStrength_T)
         self.tube = rx.relaxation(self.tube_class, self.field_T)
+        if self.output_qa:
+            from .core.qa import warm_up
+
+            warm_up()
         if self.t1_tube_ms > 0:
             self.tube = rx.Relaxation(self.t1_tube_ms, self.tube.t2s_ms, self.tube.fractions)
 
@@ -128,6 +135,9 @@ class TscCalibration(EchoVolumesGadget):
             tubes, head = cal.find_tubes(mag1, voxel_mm, self.tube_radius_mm or 10.0,
                                          positions_mm=positions)  # fmt: skip
             log.info("calibration: %d tube candidates", len(tubes))
+            if positions is None:  # only the most tube-like pay for a full fit
+                tubes = cal.screen_tubes(mag1, voxel_mm, tubes, head, kfilter,
+                                         self.tube_radius_mm, len(conc))  # fmt: skip
             for tube in tubes:
                 cal.measure_tube(mag1, voxel_mm, tube, head, kfilter, self.tube_radius_mm)
             pairs = (
@@ -152,7 +162,10 @@ class TscCalibration(EchoVolumesGadget):
             yield f"WARNING: {message}"
         else:
             log.info("calibration: %s", fit.summary())
-            tsc = fit.tsc_mM(mag1)
+            signal = mag1
+            if self.undo_tube_blur:
+                signal = cal.undo_tube_blur(mag1, voxel_mm, [t for t, _ in pairs], head, kfilter)
+            tsc = fit.tsc_mM(signal)
             if self.class_correction and self.tr_ms is not None:
                 tsc = tsc * self._class_factor(tsc, mag1, te1)
             if self.smoothing_fwhm_mm:

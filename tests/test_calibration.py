@@ -49,6 +49,31 @@ def test_template_fit_is_free_of_t2star_blur_where_a_roi_mean_is_not():
     free = cal.measure_tube(image, VOX, cal.Tube(truth.centre_mm, truth.axis, 56.0), head, kf, 0)
     assert free.radius_mm == pytest.approx(10.0, abs=0.5)
     assert free.signal == pytest.approx(90.0, rel=0.03)
+    # the map with the measured tube's blur undone: its centre ROI reads the amplitude
+    fitted.length_mm = 50.0
+    sharp = cal.undo_tube_blur(image, VOX, [fitted], head, kf)
+    assert sharp[centre_roi].mean() == pytest.approx(90.0, rel=0.02)
+    far = np.linalg.norm((coords - truth.centre_mm)[..., :2], axis=-1) > 20.0
+    assert np.array_equal(sharp[far], image[far])  # outside the tube nothing changes
+    assert np.array_equal(cal.undo_tube_blur(image, VOX, [fitted], head, None), image)
+
+
+def test_screening_keeps_the_tubes_not_a_blob():
+    """One template per candidate ranks real tubes above a tube-sized blob."""
+    kf = _filter()
+    image = np.zeros(SHAPE)
+    tubes = []
+    for i, x in enumerate((-40.0, 0.0, 40.0)):
+        t = cal.Tube(np.array([x, 40.0, 0.0]), np.array([0.0, 0.0, 1.0]), 50.0)
+        image += (60.0 + 30 * i) * cal.template_image(SHAPE, VOX, t, 10.0, kf)
+        tubes.append(t)
+    coords = np.moveaxis(cal.volume_coordinates_mm(SHAPE, VOX), 0, -1)
+    blob_centre = np.array([0.0, -40.0, 0.0])
+    image += 80.0 * (np.linalg.norm(coords - blob_centre, axis=-1) <= 14.0)
+    blob = cal.Tube(blob_centre, np.array([0.0, 0.0, 1.0]), 28.0)
+    head = np.zeros(SHAPE, bool)
+    kept = cal.screen_tubes(image, VOX, [blob, *tubes], head, kf, 10.0, keep=3)
+    assert kept == tubes
 
 
 def test_find_tubes_beside_a_head_and_calibrate():
@@ -110,3 +135,17 @@ def test_relaxation_weights_and_corrections():
     assert ramp.tolist() == pytest.approx([0.0, 0.5, 1.0])
     with pytest.raises(ValueError, match="unknown relaxation class"):
         rx.relaxation("gel", 3.0)
+
+
+def test_opening_by_distance_transform_is_exact():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    mask = ndimage.gaussian_filter(rng.random((30, 34, 28)), 2.5) > 0.5
+    mask[:, :3, :] = True  # touching the border: outside counts as empty
+    for r in (2, 4, 6):
+        zz, yy, xx = np.mgrid[-r : r + 1, -r : r + 1, -r : r + 1]
+        ball = zz**2 + yy**2 + xx**2 <= r**2
+        expected = ndimage.binary_opening(mask, ball)
+        assert expected.any() or r == 6
+        assert np.array_equal(cal._open_with_ball(mask, r), expected)

@@ -1,6 +1,8 @@
 """Receive-bias correction from a coil model: the loop field against a brute-force Biot-Savart
 sum, the fit recovering an object free of the receive profile, and the CoilCombiner gadget."""
 
+from types import SimpleNamespace
+
 import ismrmrd
 import numpy as np
 import pytest
@@ -144,6 +146,15 @@ def test_combiner_gadget_uses_the_whitening_message(loops8):
     )
     assert list(gadget.process(white)) == []  # consumed
     (out,) = list(gadget.process(_volume(images.astype(np.complex64), meta)))
+    # with the header's matrix and FOV the fields are computed when the whitening arrives
+    matrix = SimpleNamespace(x=32, y=32, z=32)
+    fov_ns = SimpleNamespace(x=fov[0], y=fov[1], z=fov[2])
+    recon = SimpleNamespace(matrixSize=matrix, fieldOfView_mm=fov_ns)
+    header = SimpleNamespace(encoding=[SimpleNamespace(reconSpace=recon)])
+    early = CoilCombiner(header, coil_models="loops_8ch")
+    assert list(early.process(white)) == [] and early._fields is not None
+    (same,) = list(early.process(_volume(images.astype(np.complex64), meta)))
+    assert np.allclose(same.data, out.data, rtol=1e-4, atol=1e-4 * np.abs(out.data).max())
     assert read_meta(out)["SodiumCombination"] == "model:loops_8ch"
     est = np.abs(out.data[0])
     centre = np.linalg.norm(pts, axis=-1) < 8

@@ -21,6 +21,9 @@ radius, centre and axis, made by the acquisition itself -- its analytic Fourier 
 back on the image grid by FFT. The amplitude ``sum T |x| / sum T^2`` over the tube's central part
 is the signal of that concentration as a large region would show it: the same scale as brain.
 Without the readout timing the template has no blur (``H = 1``) and a warning says so.
+The map itself can have the blur undone inside each tube (:func:`undo_tube_blur`). Tubes along a
+volume axis are fitted with the 2D template of an infinitely long cylinder (fast); candidates
+are screened with one template each first (:func:`screen_tubes`).
 The radius is the nominal one, or (``radius_mm = 0``) fitted: the template radius with the least
 residual, 0.5 mm steps.
 """
@@ -107,9 +110,7 @@ def find_tubes(
     vox = float(np.mean(voxel_mm))
     # a ball wider than a tube with its blur halo, narrower than a head
     ball_r = int(np.ceil(max(radius_mm + 1.5 * vox, 25.0) / vox))
-    zz, yy, xx = np.mgrid[-ball_r : ball_r + 1, -ball_r : ball_r + 1, -ball_r : ball_r + 1]
-    ball = zz**2 + yy**2 + xx**2 <= ball_r**2
-    opened = ndimage.binary_opening(mask, ball)
+    opened = _open_with_ball(mask, ball_r)
     labels, count = ndimage.label(opened)
     if count:
         sizes = ndimage.sum(opened, labels, range(1, count + 1))
@@ -150,6 +151,17 @@ def find_tubes(
         else:
             tubes.append(Tube(p, np.array([0.0, 0.0, 1.0]), 4 * radius_mm))
     return tubes, head
+
+
+def _open_with_ball(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Binary opening with the ball ``|offset|^2 <= radius^2`` (voxels), outside the volume
+    empty: erosion and dilation as squared distance transforms, exact, 10x faster than
+    :func:`scipy.ndimage.binary_opening` with a ball this size."""
+    pad = radius + 1
+    padded = np.pad(mask, pad)
+    eroded = ndimage.distance_transform_edt(padded) ** 2 > radius**2 + 0.5
+    opened = ndimage.distance_transform_edt(~eroded) ** 2 <= radius**2 + 0.5
+    return opened[pad:-pad, pad:-pad, pad:-pad]
 
 
 def cylinder_kspace(
@@ -201,15 +213,31 @@ class _Templates:
     """Template images of one tube for many centre shifts and off-resonances, fast: the
     cylinder's spectrum and ``H(|k|)`` are computed once; a shift is a separable phase ramp, an
     off-resonance ``exp(-2 pi i f t(|k|))``; only the voxels of ``region`` are read after the
-    FFT (in the order of ``image[region]``, sample ``n // 2`` at the volume centre)."""
+    FFT (in the order of ``image[region]``, sample ``n // 2`` at the volume centre).
 
-    def __init__(self, shape, voxel_mm, tube: Tube, radius_mm: float, kfilter, region) -> None:
+    ``infinite``: for a tube along a volume axis, the tube's middle is that of an infinitely long
+    cylinder, whose spectrum lives on the ``k_axis = 0`` plane: a 2D FFT of one cross-section
+    instead of a 3D one (50x faster at 56^3), read out along the axis for every region voxel."""
+
+    def __init__(
+        self, shape, voxel_mm, tube: Tube, radius_mm: float, kfilter, region, infinite=False
+    ) -> None:
+        along = np.flatnonzero(tube.axis)
+        # array axes are (z, y, x); volume axes (x, y, z)
+        flat = 2 - int(along[0]) if infinite and along.size == 1 else None
         ks = [np.fft.fftfreq(n, d) for n, d in zip(shape, voxel_mm[::-1], strict=True)]
+        if flat is not None:
+            ks[flat] = np.zeros(1)
         self.kz, self.ky, self.kx = ks
         kz, ky, kx = np.meshgrid(*ks, indexing="ij")
         k = np.stack([kx, ky, kz], axis=-1)
         k_cpp = np.sqrt((kx * voxel_mm[0]) ** 2 + (ky * voxel_mm[1]) ** 2 + (kz * voxel_mm[2]) ** 2)
-        spec = cylinder_kspace(k, tube.centre_mm, tube.axis, radius_mm, tube.length_mm)
+        if flat is None:
+            spec = cylinder_kspace(k, tube.centre_mm, tube.axis, radius_mm, tube.length_mm)
+            spec /= np.prod(voxel_mm)
+        else:  # per unit length: the voxel's extent along the axis cancels the cylinder's length
+            spec = cylinder_kspace(k, tube.centre_mm, tube.axis, radius_mm, 1.0)
+            spec /= np.prod(np.delete(voxel_mm, along[0]))
         self.t_k = None
         if kfilter is None:
             spec *= k_cpp <= 0.5
@@ -218,9 +246,11 @@ class _Templates:
             inside = k_cpp <= kr[-1]
             spec *= np.where(inside, np.interp(k_cpp, kr, h), 0.0)
             self.t_k = np.where(inside, np.interp(k_cpp, kr, t), 0.0).astype(np.float32)
-        self.spec = (spec / np.prod(voxel_mm)).astype(np.complex64)
+        self.spec = spec.astype(np.complex64)
         # positions in the unshifted FFT output of the region's voxels, in the region's order
-        self.where = np.fft.fftshift(np.arange(int(np.prod(shape))).reshape(shape))[region]
+        small = spec.shape
+        index = np.fft.fftshift(np.arange(int(np.prod(small))).reshape(small))
+        self.where = np.broadcast_to(index, shape)[region]
 
     def __call__(self, shift_mm: np.ndarray, offset_hz: float) -> np.ndarray:
         rz, ry, rx = (
@@ -237,6 +267,85 @@ class _Templates:
         return np.abs(image.reshape(-1)[self.where]).astype(np.float64)
 
 
+class _TubeFit:
+    """The template fit of one tube: ``(residual, amplitude, moved tube)`` for parameters ``p``
+    = (shift along e1 mm, shift along e2 mm, off-resonance / 10 Hz[, radius mm]) over the middle
+    of the tube (the detected length is only roughly known, blur and threshold: the template is
+    longer than that, so the ends never enter the fit)."""
+
+    def __init__(self, magnitude, voxel_mm, tube: Tube, head, kfilter, radius_mm: float) -> None:
+        coords = np.moveaxis(volume_coordinates_mm(magnitude.shape, voxel_mm), 0, -1)
+        self.vox = vox = float(np.mean(voxel_mm))
+        self.guess = radius_mm if radius_mm > 0 else 10.0
+        rel = coords - tube.centre_mm
+        along = rel @ tube.axis
+        perp = np.linalg.norm(rel - along[..., None] * tube.axis, axis=-1)
+        half = max(tube.length_mm / 2 - 3 * vox, vox)
+        self.region = (np.abs(along) <= half) & (perp <= self.guess * 1.5 + 2 * vox) & ~head
+        self.y = magnitude[self.region].astype(np.float64)
+        e1 = np.cross(tube.axis, [1.0, 0.0, 0.0] if abs(tube.axis[0]) < 0.9 else [0.0, 1.0, 0.0])
+        self.e1 = e1 / np.linalg.norm(e1)
+        self.e2 = np.cross(tube.axis, self.e1)
+        self.tube, self.long = tube, tube.length_mm + 4 * vox
+        self.shape, self.voxel_mm, self.kfilter = magnitude.shape, voxel_mm, kfilter
+        self.start = [0.0, 0.0, 0.0] if radius_mm > 0 else [0.0, 0.0, 0.0, self.guess]
+        self.fixed = None
+        if radius_mm > 0:
+            base = Tube(tube.centre_mm, tube.axis, self.long)
+            self.fixed = _Templates(self.shape, voxel_mm, base, radius_mm, kfilter, self.region,
+                                    infinite=True)  # fmt: skip
+
+    def __call__(self, p: np.ndarray) -> tuple[float, float, Tube]:
+        shift = p[0] * self.e1 + p[1] * self.e2
+        moved = Tube(self.tube.centre_mm + shift, self.tube.axis, self.long)
+        if self.fixed is not None:
+            t = self.fixed(shift, p[2] * 10.0)
+        else:
+            r = float(np.clip(p[3], 1.0, 3.0 * self.guess))
+            t = _Templates(self.shape, self.voxel_mm, moved, r, self.kfilter, self.region,
+                           infinite=True)(np.zeros(3), p[2] * 10.0)  # fmt: skip
+        amp = float(np.dot(t, self.y) / max(np.dot(t, t), 1e-30))
+        return float(np.sum((self.y - amp * t) ** 2)), amp, moved
+
+    def misfit(self) -> float:
+        """Relative misfit of the unmoved template, ``residual / amplitude^2`` (voxels)."""
+        res, amp, _ = self(np.asarray(self.start))
+        return res / max(amp, 1e-30) ** 2 if amp > 0 else float("inf")
+
+
+def screen_tubes(
+    magnitude: np.ndarray,
+    voxel_mm: np.ndarray,
+    tubes: list[Tube],
+    head: np.ndarray,
+    kfilter: tuple[np.ndarray, ...] | None,
+    radius_mm: float,
+    keep: int,
+    spare: int = 2,
+) -> list[Tube]:
+    """The candidates most like a tube, in their order: the ``keep`` of least relative misfit of
+    the unmoved template (one 2D template each, along the volume axis nearest to the
+    candidate's, so that only these pay for a full :func:`measure_tube`), and up to ``spare``
+    more whose misfit is within twice the worst of those (a blob that may have outranked a
+    tube; blobs measured here misfit 3-10x more than tubes)."""
+    if len(tubes) <= keep:
+        return tubes
+
+    def along_nearest_axis(t: Tube) -> Tube:  # for ranking: the fast 2D template of any tube
+        axis = np.eye(3)[int(np.argmax(np.abs(t.axis)))]
+        return Tube(t.centre_mm, axis, t.length_mm)
+
+    misfit = [
+        _TubeFit(magnitude, voxel_mm, along_nearest_axis(t), head, kfilter, radius_mm).misfit()
+        for t in tubes
+    ]
+    order = np.argsort(misfit, kind="stable")
+    limit = 2.0 * misfit[order[keep - 1]]
+    best = set(order[:keep].tolist())
+    best |= {int(i) for i in order[keep : keep + spare] if misfit[i] <= limit}
+    return [t for i, t in enumerate(tubes) if i in best]
+
+
 def measure_tube(
     magnitude: np.ndarray,
     voxel_mm: np.ndarray,
@@ -248,43 +357,12 @@ def measure_tube(
     """Fit the tube's template amplitude (see the module docstring), refining its centre across
     the axis (the detected centroid leans away from the head) and, with ``radius_mm = 0``, its
     radius: Nelder-Mead on the residual, the amplitude solved in closed form at each step."""
-    coords = np.moveaxis(volume_coordinates_mm(magnitude.shape, voxel_mm), 0, -1)
-    vox = float(np.mean(voxel_mm))
-    guess = radius_mm if radius_mm > 0 else 10.0
-    rel = coords - tube.centre_mm
-    along = rel @ tube.axis
-    perp = np.linalg.norm(rel - along[..., None] * tube.axis, axis=-1)
-    # the detected length is only roughly known (blur, threshold): fit the middle of the tube
-    # with a template longer than that, so the ends never enter the fit
-    half = max(tube.length_mm / 2 - 3 * vox, vox)
-    long = tube.length_mm + 4 * vox
-    region = (np.abs(along) <= half) & (perp <= guess * 1.5 + 2 * vox) & ~head
-    y = magnitude[region].astype(np.float64)
-    e1 = np.cross(tube.axis, [1.0, 0.0, 0.0] if abs(tube.axis[0]) < 0.9 else [0.0, 1.0, 0.0])
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(tube.axis, e1)
-    base = Tube(tube.centre_mm, tube.axis, long)
-    fixed = None
-    if radius_mm > 0:
-        fixed = _Templates(magnitude.shape, voxel_mm, base, radius_mm, kfilter, region)
-
-    def fit(p: np.ndarray) -> tuple[float, float, Tube]:
-        shift = p[0] * e1 + p[1] * e2
-        moved = Tube(tube.centre_mm + shift, tube.axis, long)
-        if fixed is not None:
-            t = fixed(shift, p[2] * 10.0)
-        else:
-            r = float(np.clip(p[3], 1.0, 3.0 * guess))
-            t = template_image(magnitude.shape, voxel_mm, moved, r, kfilter, p[2] * 10.0)[region]
-        amp = float(np.dot(t, y) / max(np.dot(t, t), 1e-30))
-        return float(np.sum((y - amp * t) ** 2)), amp, moved
-
+    fit = _TubeFit(magnitude, voxel_mm, tube, head, kfilter, radius_mm)
     # offset in units of 10 Hz, so the simplex steps are alike; stop at 1e-6 of the signal power
-    start = [0.0, 0.0, 0.0] if radius_mm > 0 else [0.0, 0.0, 0.0, guess]
     best = optimize.minimize(
-        lambda p: fit(p)[0], start, method="Nelder-Mead",
-        options={"initial_simplex": _simplex(start, vox / 2), "xatol": 0.05,
-                 "fatol": 1e-6 * float(np.dot(y, y)), "maxiter": 200},
+        lambda p: fit(p)[0], fit.start, method="Nelder-Mead",
+        options={"initial_simplex": _simplex(fit.start, fit.vox / 2), "xatol": 0.05,
+                 "fatol": 1e-6 * float(np.dot(fit.y, fit.y)), "maxiter": 200},
     )  # fmt: skip
     res, amp, moved = fit(best.x)
     tube.centre_mm = moved.centre_mm
@@ -292,6 +370,47 @@ def measure_tube(
     tube.offset_hz = float(best.x[2] * 10.0)
     tube.signal, tube.residual = amp, res
     return tube
+
+
+def undo_tube_blur(
+    magnitude: np.ndarray,
+    voxel_mm: np.ndarray,
+    tubes: list[Tube],
+    head: np.ndarray,
+    kfilter: tuple[np.ndarray, ...] | None,
+    max_gain: float = 2.0,
+) -> np.ndarray:
+    """``magnitude`` with the readout blur of each measured tube undone in its middle part.
+
+    A region-based voxel-wise partial-volume correction (as in PET and sodium MRI): each voxel
+    inside a tube is divided by ``T(r)``, the image a uniform unit cylinder (the tube's fitted
+    centre, radius and off-resonance) makes through this acquisition -- band limit and
+    relaxation during the readout -- where a large region would read 1. The tube sits in air, so
+    its own blurred signal is all there is there; afterwards the map inside reads the
+    concentration the calibration measured, not 5-15% less at 7T. Scaled: voxels whose centre is
+    at least half a voxel inside the wall and more than a voxel from the detected ends (where
+    the infinite template holds), the gain capped at ``max_gain``. Without readout timing
+    nothing changes."""
+    out = np.array(magnitude, copy=True)
+    if kfilter is None:
+        return out
+    coords = np.moveaxis(volume_coordinates_mm(magnitude.shape, voxel_mm), 0, -1)
+    vox = float(np.mean(voxel_mm))
+    for tube in tubes:
+        rel = coords - tube.centre_mm
+        along = rel @ tube.axis
+        perp = np.linalg.norm(rel - along[..., None] * tube.axis, axis=-1)
+        region = (np.abs(along) <= max(tube.length_mm / 2 - vox, vox)) & ~head
+        region &= perp <= tube.radius_mm + vox
+        if not region.any():
+            continue
+        shape = Tube(tube.centre_mm, tube.axis, tube.length_mm + 4 * vox)
+        blurred = _Templates(magnitude.shape, voxel_mm, shape, tube.radius_mm, kfilter, region,
+                             infinite=True)(np.zeros(3), tube.offset_hz)  # fmt: skip
+        gain = np.clip(1.0 / np.maximum(blurred, 1e-12), 1.0 / max_gain, max_gain)
+        inside = perp[region] <= tube.radius_mm - 0.5 * vox  # the wall's voxels keep theirs
+        out[region] *= np.where(inside, gain, 1.0).astype(out.dtype)
+    return out
 
 
 def _simplex(start: list[float], step: float) -> np.ndarray:

@@ -185,11 +185,14 @@ def fit_coil_model(
     model: CoilModel,
     whitening: np.ndarray | None = None,
     max_voxels: int = 6000,
+    fields: dict[int, np.ndarray] | None = None,
 ) -> ModelFit:
     """Fit ``M`` and the handedness to prewhitened channel volumes ``images`` (C, *shape) at
     patient points ``points_mm`` (*shape, 3), on the voxels with signal (root sum of squares
     above 20% of its 99.5th percentile; a regular subset of at most ``max_voxels``).
-    ``whitening``: the prewhitening matrix when known (see the module docstring)."""
+    ``whitening``: the prewhitening matrix when known (see the module docstring). ``fields``:
+    ``model.fields`` at all of ``points_mm`` (C, N) per handedness (+1, -1), when computed
+    beforehand (they depend on the geometry only)."""
     nch = images.shape[0]
     if nch != model.channels:
         raise ValueError(f"coil model {model.name!r} has {model.channels} loops, data {nch}")
@@ -198,7 +201,12 @@ def fit_coil_model(
     idx = np.flatnonzero(sos > 0.2 * np.percentile(sos, 99.5))
     idx = idx[:: max(1, int(np.ceil(idx.size / max_voxels)))]
     pts = points_mm.reshape(-1, 3)[idx]
-    fits = {h: fit_mixing(flat[:, idx], model.fields(pts, h), whitening) for h in (1, -1)}
+    fits = {
+        h: fit_mixing(
+            flat[:, idx], model.fields(pts, h) if fields is None else fields[h][:, idx], whitening
+        )
+        for h in (1, -1)
+    }
     best = min(fits, key=lambda h: fits[h][1])
     fit = ModelFit(fits[best][0], best, fits[best][1], fits[-best][1])
     log.info(

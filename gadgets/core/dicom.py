@@ -291,71 +291,148 @@ def series_datasets(
     nz, ny, nx = geometry.shape
     window = info.window or (float(np.percentile(finite, 50)), float(np.ptp(finite)) or 1.0)
     now = ident.now
+    ds = _new_dataset(MRImageStorage)
+    # slice 0 in full; the others share its constant elements (_slice_of)
+    _set_identity(ds, ident, info)
+    ds.PositionReferenceIndicator = ""
+    # image
+    ds.InstanceNumber = 1
+    ds.ContentDate = now.strftime("%Y%m%d")
+    ds.ContentTime = now.strftime("%H%M%S")
+    ds.ImageType = ["DERIVED", "PRIMARY", *info.image_type]
+    if info.comments:
+        ds.ImageComments = info.comments[:10240]
+    ds.ImageOrientationPatient = [_ds(v) for v in (*geometry.read_dir, *geometry.phase_dir)]
+    ipp = geometry.slice_position(0)
+    ds.ImagePositionPatient = [_ds(v) for v in ipp]
+    ds.SliceLocation = _ds(float(ipp @ normal))
+    ds.PixelSpacing = [_ds(dy), _ds(dx)]
+    ds.SliceThickness = _ds(dz)
+    ds.SpacingBetweenSlices = _ds(dz)
+    # MR acquisition
+    ds.ScanningSequence = "GR"
+    ds.SequenceVariant = "SP"
+    ds.ScanOptions = ""
+    ds.MRAcquisitionType = "3D"
+    ds.RepetitionTime = _ds(float(tr[0])) if tr else ""
+    ds.EchoTime = _ds(echo_ms) if echo_ms is not None else ""
+    ds.EchoTrainLength = 1
+    if flip:
+        ds.FlipAngle = _ds(float(flip[0]))
+    ds.ImagedNucleus = "23NA"
+    field_t = h.get("acquisitionSystemInformation/systemFieldStrength_T")
+    if field_t:
+        ds.MagneticFieldStrength = _ds(float(field_t))
+    freq = h.get("experimentalConditions/H1resonanceFrequency_Hz")
+    if freq:
+        ds.ImagingFrequency = _ds(float(freq) / 1e6)
+    ds.SequenceName = h.get("measurementInformation/sequenceName", "")[:16]
+    # pixels and their meaning
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = ny, nx
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 1
+    ds.PixelData = stored[0].tobytes()
+    ds.RescaleIntercept = "0"
+    ds.RescaleSlope = _ds(slope)
+    ds.RescaleType = "US" if info.unit != "Hz" else "HZ"
+    ds.WindowCenter = _ds(window[0])
+    ds.WindowWidth = _ds(max(window[1], slope))
+    mapping = Dataset()
+    mapping.LUTExplanation = info.description[:64]
+    mapping.LUTLabel = info.label[:16]
+    mapping.RealWorldValueFirstValueMapped = -32768
+    mapping.RealWorldValueLastValueMapped = 32767
+    mapping.RealWorldValueIntercept = 0.0
+    mapping.RealWorldValueSlope = slope
+    unit = Dataset()
+    unit.CodeValue = info.unit
+    unit.CodingSchemeDesignator = "UCUM"
+    unit.CodeMeaning = UNITS[info.unit]
+    mapping.MeasurementUnitsCodeSequence = [unit]
+    ds.RealWorldValueMappingSequence = [mapping]
+    for key, value in info.extra.items():
+        setattr(ds, key, value)
+    out = [ds]
+    for k in range(1, nz):
+        out.append(_slice_of(ds, k + 1, geometry.slice_position(k), normal, stored[k]))
+    return out
+
+
+def _slice_of(first: Dataset, number: int, ipp: np.ndarray, normal, pixels) -> Dataset:
+    """Another slice of ``first``'s series: the same element objects (so that
+    :func:`encode_series` encodes them once) but for its UID, number, position and pixels."""
+    ds = Dataset()
+    for elem in first:
+        ds.add(elem)
+    sop_uid = generate_uid(prefix=None)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = first.file_meta.MediaStorageSOPClassUID
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.add_new(0x00080018, "UI", sop_uid)  # SOPInstanceUID
+    ds.add_new(0x00200013, "IS", number)  # InstanceNumber
+    ds.add_new(0x00200032, "DS", [_ds(v) for v in ipp])  # ImagePositionPatient
+    ds.add_new(0x00201041, "DS", _ds(float(ipp @ normal)))  # SliceLocation
+    ds.add_new(0x7FE00010, "OW", pixels.tobytes())  # PixelData
+    return ds
+
+
+def encode_series(datasets: list[Dataset]) -> list[bytes]:
+    """The DICOM file bytes of each dataset, exactly as ``pydicom.dcmwrite(...,
+    enforce_file_format=True)`` writes them (explicit VR little endian), fast for a series: the
+    runs of elements that every dataset shares (the same objects, as :func:`series_datasets`
+    makes them) are encoded once. Datasets of a series are not to be changed in place."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import (
+        correct_ambiguous_vr_element,
+        write_dataset,
+        write_file_meta_info,
+    )
+
+    if not datasets:
+        return []
+    first = datasets[0]
+    tags = sorted(first.keys())
+    plain = all(
+        d.file_meta.get("TransferSyntaxUID") == ExplicitVRLittleEndian and sorted(d.keys()) == tags
+        for d in datasets
+    )
+    if not plain:  # not one series: element by element
+        out = []
+        for d in datasets:
+            buf = DicomBytesIO()
+            pydicom.dcmwrite(buf, d, enforce_file_format=True)
+            out.append(buf.getvalue())
+        return out
+    charset = first.get("SpecificCharacterSet", "ISO_IR 6")
+
+    def encoded(ds: Dataset, run: list) -> bytes:
+        for tag in run:  # OB or OW, US or SS...: resolved against the whole dataset
+            correct_ambiguous_vr_element(ds[tag], ds, True)
+        buf = DicomBytesIO()
+        buf.is_little_endian, buf.is_implicit_VR = True, False
+        write_dataset(buf, Dataset({t: ds[t] for t in run}), parent_encoding=charset)
+        return buf.getvalue()
+
+    runs: list[tuple[bool, list]] = []  # (shared by all?, consecutive tags)
+    for tag in tags:
+        shared = all(d[tag] is first[tag] for d in datasets)
+        if runs and runs[-1][0] == shared:
+            runs[-1][1].append(tag)
+        else:
+            runs.append((shared, [tag]))
+    once = {i: encoded(first, run) for i, (shared, run) in enumerate(runs) if shared}
     out = []
-    for k in range(nz):
-        ds = _new_dataset(MRImageStorage)
-        _set_identity(ds, ident, info)
-        ds.PositionReferenceIndicator = ""
-        # image
-        ds.InstanceNumber = k + 1
-        ds.ContentDate = now.strftime("%Y%m%d")
-        ds.ContentTime = now.strftime("%H%M%S")
-        ds.ImageType = ["DERIVED", "PRIMARY", *info.image_type]
-        if info.comments:
-            ds.ImageComments = info.comments[:10240]
-        ds.ImageOrientationPatient = [_ds(v) for v in (*geometry.read_dir, *geometry.phase_dir)]
-        ipp = geometry.slice_position(k)
-        ds.ImagePositionPatient = [_ds(v) for v in ipp]
-        ds.SliceLocation = _ds(float(ipp @ normal))
-        ds.PixelSpacing = [_ds(dy), _ds(dx)]
-        ds.SliceThickness = _ds(dz)
-        ds.SpacingBetweenSlices = _ds(dz)
-        # MR acquisition
-        ds.ScanningSequence = "GR"
-        ds.SequenceVariant = "SP"
-        ds.ScanOptions = ""
-        ds.MRAcquisitionType = "3D"
-        ds.RepetitionTime = _ds(float(tr[0])) if tr else ""
-        ds.EchoTime = _ds(echo_ms) if echo_ms is not None else ""
-        ds.EchoTrainLength = 1
-        if flip:
-            ds.FlipAngle = _ds(float(flip[0]))
-        ds.ImagedNucleus = "23NA"
-        field_t = h.get("acquisitionSystemInformation/systemFieldStrength_T")
-        if field_t:
-            ds.MagneticFieldStrength = _ds(float(field_t))
-        freq = h.get("experimentalConditions/H1resonanceFrequency_Hz")
-        if freq:
-            ds.ImagingFrequency = _ds(float(freq) / 1e6)
-        ds.SequenceName = h.get("measurementInformation/sequenceName", "")[:16]
-        # pixels and their meaning
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = ny, nx
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-        ds.PixelRepresentation = 1
-        ds.PixelData = stored[k].tobytes()
-        ds.RescaleIntercept = "0"
-        ds.RescaleSlope = _ds(slope)
-        ds.RescaleType = "US" if info.unit != "Hz" else "HZ"
-        ds.WindowCenter = _ds(window[0])
-        ds.WindowWidth = _ds(max(window[1], slope))
-        mapping = Dataset()
-        mapping.LUTExplanation = info.description[:64]
-        mapping.LUTLabel = info.label[:16]
-        mapping.RealWorldValueFirstValueMapped = -32768
-        mapping.RealWorldValueLastValueMapped = 32767
-        mapping.RealWorldValueIntercept = 0.0
-        mapping.RealWorldValueSlope = slope
-        unit = Dataset()
-        unit.CodeValue = info.unit
-        unit.CodingSchemeDesignator = "UCUM"
-        unit.CodeMeaning = UNITS[info.unit]
-        mapping.MeasurementUnitsCodeSequence = [unit]
-        ds.RealWorldValueMappingSequence = [mapping]
-        for key, value in info.extra.items():
-            setattr(ds, key, value)
-        out.append(ds)
+    for d in datasets:
+        buf = DicomBytesIO()
+        buf.is_little_endian, buf.is_implicit_VR = True, False
+        buf.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(buf, d.file_meta, enforce_standard=True)
+        for i, (shared, run) in enumerate(runs):
+            buf.write(once[i] if shared else encoded(d, run))
+        out.append(buf.getvalue())
     return out
 
 
@@ -409,15 +486,21 @@ def picture_from_dataset(ds: Dataset) -> np.ndarray:
 
 def write_series(datasets: list[Dataset], out_dir: str | Path, prefix: str) -> list[Path]:
     """Write each dataset as ``prefix_0001.dcm`` ... atomically (temporary file, then rename)."""
+    return write_files(encode_series(datasets), out_dir, prefix)
+
+
+def write_files(files: list[bytes], out_dir: str | Path, prefix: str) -> list[Path]:
+    """Write encoded DICOM files (:func:`encode_series`) as ``prefix_0001.dcm`` ... atomically
+    (temporary file, then rename: a reader never sees half a file)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, ds in enumerate(datasets, start=1):
+    for i, data in enumerate(files, start=1):
         path = out_dir / f"{prefix}_{i:04d}.dcm"
         fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".partial")
-        os.close(fd)
         try:
-            ds.save_as(tmp, enforce_file_format=True)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -256,6 +256,29 @@ def _fit_panel(ax, qa: CalibrationQa) -> None:
     ax.set_title("(a) tube calibration", fontsize=9, loc="left")
 
 
+_warm = False
+
+
+def warm_up() -> None:
+    """Import matplotlib and draw a small figure with text once per process (0.5-0.8 s: fonts,
+    caches), so that a chain pays it at its start, not after the scan's last readout."""
+    global _warm
+    if _warm:
+        return
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
+
+    fig = Figure(figsize=(2, 1), dpi=50)
+    ax = fig.add_subplot()
+    ax.imshow(np.zeros((4, 4)), cmap="viridis")
+    ax.add_patch(Circle((1, 1), 1))
+    ax.set_title("warm-up", fontsize=9)
+    fig.text(0, 0, "warm-up", fontweight="bold")
+    FigureCanvasAgg(fig).draw()
+    _warm = True
+
+
 def render_qa(qa: CalibrationQa, size_px: tuple[int, int] = (1200, 450), dpi: int = 100):
     """The QA picture (see the module docstring) as ``uint8`` RGB ``(H, W, 3)``, ``size_px`` =
     ``(W, H)`` in pixels."""
