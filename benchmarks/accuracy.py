@@ -44,13 +44,31 @@ def readout_timing(raw: Path) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"{raw}: no imaging readout")
 
 
-def local_noise(residual: np.ndarray, geom: Geometry, roi: str, truth_json: Path) -> float:
-    """Standard deviation of ``residual`` in the 7^3 voxels around the ROI's centre."""
-    centre = next(r for r in json.loads(truth_json.read_text())["rois"] if r["name"] == roi)
-    d2 = np.sum((geom.points_mm() - np.asarray(centre["centre_mm"])) ** 2, axis=-1)
-    z, y, x = np.unravel_index(int(np.argmin(d2)), d2.shape)
-    near = tuple(slice(max(i - 3, 0), i + 4) for i in (z, y, x))
-    return float(residual[near].std())
+def print_reference_table(volume, geom: Geometry, measured: list, raw: Path, stem: Path) -> None:
+    """ROI means of ``volume`` against the PSF-limited reference, with a noise standard error
+    per ROI: the std of (map - reference) in the 7^3 voxels around its centre / sqrt(voxels)."""
+    truth_json = stem.with_name(stem.name + "_truth.json")
+    truth = json.loads(truth_json.read_text())
+    kr, times = readout_timing(raw)
+    ref = psf_limited(stem.with_name(stem.name + "_truth.npz"), truth_json, kr, times,
+                      truth["te_ms"][0] * 1e-3)  # fmt: skip
+    residual = volume - ref
+    points = geom.points_mm()
+    print("against the PSF-limited reference (truth through this readout's T2* weighting and"
+          " k_max, no noise); noise SE: std of (map - reference) in the 7^3 voxels around the"
+          " ROI / sqrt(ROI voxels):")  # fmt: skip
+    print(f"{'ROI':14s} {'reference':>9s} {'measured':>9s} {'error':>7s} {'SE':>5s}")
+    errs = []
+    rois = zip(measured, roi_means(ref, geom, truth_json), truth["rois"], strict=True)
+    for m, r, roi in rois:
+        errs.append(m.measured_mM - r.measured_mM)
+        d2 = np.sum((points - np.asarray(roi["centre_mm"])) ** 2, axis=-1)
+        centre = np.unravel_index(int(np.argmin(d2)), d2.shape)
+        near = tuple(slice(max(i - 3, 0), i + 4) for i in centre)
+        se = float(residual[near].std()) / np.sqrt(m.voxels)
+        print(f"{m.name:14s} {r.measured_mM:9.2f} {m.measured_mM:9.2f} {errs[-1]:+7.2f} {se:5.2f}")
+    errs = np.abs(errs)
+    print(f"mean absolute error {errs.mean():.2f} mM, worst {errs.max():.2f} mM")
 
 
 def main() -> None:
@@ -85,23 +103,7 @@ def main() -> None:
                 truth_json = sim / f"{name}_truth.json"
                 measured = roi_means(img.data[0], geom, truth_json)
                 print(table(measured))
-                kr, times = readout_timing(raw)
-                te_s = json.loads(truth_json.read_text())["te_ms"][0] * 1e-3
-                ref = psf_limited(sim / f"{name}_truth.npz", truth_json, kr, times, te_s)
-                print("against the PSF-limited reference (truth through this readout's T2*"
-                      " weighting and k_max, no noise); noise SE: std of (map - reference) in"
-                      " the 7^3 voxels around the ROI / sqrt(ROI voxels):")  # fmt: skip
-                print(f"{'ROI':14s} {'reference':>9s} {'measured':>9s} {'error':>7s} {'SE':>5s}")
-                errs = []
-                for m, r in zip(measured, roi_means(ref, geom, truth_json), strict=True):
-                    errs.append(m.measured_mM - r.measured_mM)
-                    se = local_noise(img.data[0] - ref, geom, m.name, truth_json) / np.sqrt(
-                        m.voxels
-                    )
-                    print(f"{m.name:14s} {r.measured_mM:9.2f} {m.measured_mM:9.2f} "
-                          f"{errs[-1]:+7.2f} {se:5.2f}")  # fmt: skip
-                errs = np.abs(errs)
-                print(f"mean absolute error {errs.mean():.2f} mM, worst {errs.max():.2f} mM")
+                print_reference_table(img.data[0], geom, measured, raw, sim / name)
             if meta.get("Units") == "Hz":
                 names = list(truth["label_names"])
                 brain = np.isin(truth["labels"], [names.index(n) for n in

@@ -23,11 +23,12 @@ class SumOfSquaresPreview(StreamingGridder):
     """Stream readouts onto one grid per echo; at the end, a root-sum-of-squares image per echo."""
 
     properties = {
+        **{
+            name: StreamingGridder.properties[name]
+            for name in ("kernel_width", "dcf", "max_bad_fraction")
+        },
         "oversampling": Property(float, 2.0, "grid oversampling (1.25-2)"),
-        "kernel_width": Property(int, 5, "Kaiser-Bessel width, grid cells"),
-        "dcf": Property(str, "analytic", "density compensation: analytic or pipe_menon"),
         "series_index": Property(int, 1, "image_series_index of the output"),
-        "max_bad_fraction": StreamingGridder.properties["max_bad_fraction"],
     }
     b0_max_ppm = 0.0  # no MFI bins: one image per coil and echo
     mfi_max_cycles = 0.5
