@@ -14,7 +14,7 @@ import logging
 import ismrmrd
 import numpy as np
 
-from .core.b0 import field_map_hz, mfi_combine
+from .core.b0 import field_map_hz, mfi_apply, mfi_weights
 from .runtime.gadget import Property
 from .volumes import EchoVolumesGadget, meta_floats, read_meta, volume_image
 
@@ -61,15 +61,17 @@ class B0Correction(EchoVolumesGadget):
             if bins.size > 1 and (lo < bins[0] or hi > bins[-1]):
                 log.warning("B0 map exceeds the MFI bins (%.0f..%.0f Hz): raise b0_max_ppm",
                             bins[0], bins[-1])  # fmt: skip
+        weights: dict[tuple[int, float], np.ndarray] = {}  # echoes of one readout share them
         for echo in sorted(self.echoes):
             img = self.echoes[echo]
             meta = read_meta(img)
-            dwell = float(meta["SodiumDwellS"])
-            times = np.arange(int(float(meta["SodiumSamples"]))) * dwell
             if fmap is None or bins.size == 1:
                 out = img.data[centre]
             else:
-                out = mfi_combine(img.data, bins, fmap, times)
+                key = (int(float(meta["SodiumSamples"])), float(meta["SodiumDwellS"]))
+                if key not in weights:
+                    weights[key] = mfi_weights(bins, fmap, np.arange(key[0]) * key[1])
+                out = mfi_apply(img.data, weights[key])
             meta["SodiumBinsHz"] = [0.0]
             meta["SodiumB0Correction"] = source if fmap is not None and bins.size > 1 else "none"
             yield volume_image(out, img, meta, contrast=echo, series_index=img.image_series_index)

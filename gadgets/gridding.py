@@ -44,6 +44,12 @@ class StreamingGridder(Gadget):
         "dcf": Property(str, "analytic", "density compensation: analytic or pipe_menon"),
         "b0_max_ppm": Property(float, 0.0, "MFI bins span +- this (0: no B0 correction)"),
         "mfi_max_cycles": Property(float, 0.5, "phase between MFI bins over the readout"),
+        "fft_effort": Property(
+            str,
+            "estimate",
+            "FFTW planning: estimate, or measure (faster end-of-scan FFTs; "
+            "the plans are kept as wisdom in the cache, so the planning is paid once per machine)",
+        ),
         "max_bad_fraction": Property(
             float, 0.01, "readouts with NaN/Inf: dropped up to this fraction, then an error"
         ),
@@ -52,6 +58,10 @@ class StreamingGridder(Gadget):
     def setup(self) -> None:
         if self.dcf not in ("analytic", "pipe_menon"):
             raise ValueError(f"dcf must be analytic or pipe_menon, not {self.dcf!r}")
+        if self.fft_effort not in ("estimate", "measure", "patient"):
+            raise ValueError(
+                f"fft_effort must be estimate, measure or patient, not {self.fft_effort!r}"
+            )
         enc = self.header.encoding[0]
         m = enc.reconSpace.matrixSize
         self.matrix = (int(m.z), int(m.y), int(m.x))
@@ -129,7 +139,7 @@ class StreamingGridder(Gadget):
         grid = self.grids.get(echo)
         if grid is None:
             grid = GridAccumulator(self.matrix, data.shape[0], oversampling=self.oversampling,
-                                   width=self.kernel_width)  # fmt: skip
+                                   width=self.kernel_width, fft_effort=self.fft_effort)  # fmt: skip
             self.grids[echo] = grid
             self.counts[echo] = 0
         grid.add(traj, data, self._dcf(item, traj, lo, hi))

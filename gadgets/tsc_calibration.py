@@ -22,11 +22,14 @@ Outputs (ISMRMRD images with console meta, each its own series):
   3 channels of uint16 0-255, ``IMTYPE_RGB``) with meta ``DataRole=QA``, ``ImageTypeValue3=QA``
   and ``CalibrationStatus`` (``OK`` or ``FAILED``); ``DicomOutput`` turns it into a Secondary
   Capture DICOM file (and a PNG). A picture that cannot be drawn is a warning, never a lost scan.
+  With ``qa_helper`` (on) it is drawn in a helper process (:mod:`gadgets.core.qa_helper`) while
+  the maps are encoded and sent: it comes last, without delaying them.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
 
 import ismrmrd
 import numpy as np
@@ -77,6 +80,9 @@ class TscCalibration(EchoVolumesGadget):
         "sodium_r_series_index": Property(int, 30, "series index of the 23NaR map"),
         "output_qa": Property(bool, True, "also the calibration QA picture (RGB)"),
         "qa_series_index": Property(int, 50, "series index of the QA picture"),
+        "qa_helper": Property(
+            bool, True, "draw the QA picture in a helper process, while the maps are sent"
+        ),
     }
 
     def setup(self) -> None:
@@ -93,9 +99,14 @@ class TscCalibration(EchoVolumesGadget):
         self.field_T = float(self.header.acquisitionSystemInformation.systemFieldStrength_T)
         self.tube = rx.relaxation(self.tube_class, self.field_T)
         if self.output_qa:
-            from .core.qa import warm_up
+            if self.qa_helper:
+                from .core import qa_helper
 
-            warm_up()
+                qa_helper.start()
+            else:
+                from .core.qa import warm_up
+
+                warm_up()
         if self.t1_tube_ms > 0:
             self.tube = rx.Relaxation(self.t1_tube_ms, self.tube.t2s_ms, self.tube.fractions)
 
@@ -159,7 +170,6 @@ class TscCalibration(EchoVolumesGadget):
         if problem:
             message = f"TSC calibration failed ({problem}); returning the uncalibrated image"
             log.warning(message)
-            yield f"WARNING: {message}"
         else:
             log.info("calibration: %s", fit.summary())
             signal = mag1
@@ -170,6 +180,11 @@ class TscCalibration(EchoVolumesGadget):
                 tsc = tsc * self._class_factor(tsc, mag1, te1)
             if self.smoothing_fwhm_mm:
                 tsc = gaussian_filter(tsc, smooth)
+        # the picture is drawn in the helper process while the maps below are sent
+        picture = self._qa_start(mag1, voxel_mm, tubes, pairs, fit, reason, tsc)
+        if problem:
+            yield f"WARNING: {message}"
+        else:
             comments = f"TSC from {len(fit.signals)} {self.tube_class} tubes: {fit.summary()}"
             desc = "Na23 TSC [mmol/L]"
             meta = self._meta(desc, "mmol/L", "TSC", "_TSC", (70, 140), comments, te1)
@@ -191,12 +206,11 @@ class TscCalibration(EchoVolumesGadget):
                 "Na23 uncalibrated [a.u.]", "1", "Na23", "_NA", (500, 1000),
                 "uncalibrated: " + (problem or "as requested"), te1, quantitative=False),
                 series_index=self.uncalibrated_series_index)  # fmt: skip
-        if self.output_qa:
-            yield from self._qa(first, mag1, voxel_mm, tubes, pairs, fit, reason, tsc)
+        if picture is not None:
+            yield from self._qa_finish(picture, first, fit, reason)
 
-    def _qa(
+    def _qa_start(
         self,
-        first: ismrmrd.Image,
         mag1: np.ndarray,
         voxel_mm: np.ndarray,
         tubes: list[cal.Tube],
@@ -205,11 +219,15 @@ class TscCalibration(EchoVolumesGadget):
         reason: str,
         tsc: np.ndarray | None,
     ):
-        """The QA picture as an RGB image (see the module docstring): ``mag1`` the first-echo
+        """Start drawing the QA picture (see the module docstring): ``mag1`` the first-echo
         magnitude (a.u.), ``voxel_mm`` (x, y, z), the tubes found and those paired with a
         concentration (mM), the fit (None: none), why it failed ("" if it did not), the TSC
-        map (mM, None when failed). A picture that cannot be drawn gives a warning text."""
+        map (mM, None when failed). Returns ``(qa, future)``, a warning text if the picture
+        cannot be drawn, or None without ``output_qa``."""
+        if not self.output_qa:
+            return None
         from .core.qa import CalibrationQa, QaTube, render_qa
+        from .core.qa_helper import render_async
 
         try:
             paired = {id(t): c for t, c in pairs}
@@ -234,8 +252,26 @@ class TscCalibration(EchoVolumesGadget):
                 r2=fit.r2 if fit else None, min_r2=self.min_r2, tsc_mM=tsc, failure=reason,
                 title=f"{protocol}, {self.field_T:g} T, {self.tube_class} tubes, sodium-gadgets",
             )  # fmt: skip
-            rgb = render_qa(qa)
+            if self.qa_helper:
+                return qa, render_async(qa)
+            done: Future = Future()
+            done.set_result(render_qa(qa))
+            return qa, done
         except Exception as exc:  # the picture is an extra: never lose the scan for it
+            log.exception("QA picture failed")
+            return f"WARNING: TSC QA picture failed: {type(exc).__name__}: {exc}"
+
+    def _qa_finish(self, started, first: ismrmrd.Image, fit: cal.Calibration | None, reason: str):
+        """The picture of :meth:`_qa_start` as an RGB image, or its warning."""
+        from .core.qa_helper import picture
+
+        if isinstance(started, str):
+            yield started
+            return
+        qa, future = started
+        try:
+            rgb = picture(future, qa)
+        except Exception as exc:
             log.exception("QA picture failed")
             yield f"WARNING: TSC QA picture failed: {type(exc).__name__}: {exc}"
             return

@@ -38,11 +38,13 @@ def volume_image(
 ) -> ismrmrd.Image:
     """An image of ``data`` ``(C, nz, ny, nx)`` or ``(nz, ny, nx)`` placed like ``like`` (an
     acquisition or image: position and directions; ``field_of_view`` from ``meta['fov_mm']``
-    or from ``like`` when it is an image)."""
-    data = np.asarray(data)
+    or from ``like`` when it is an image). The image holds ``data`` itself, not a copy (two
+    copies of a 40-channel volume cost 0.05-0.3 s after the last readout)."""
+    data = np.ascontiguousarray(data)
     if data.ndim == 3:
         data = data[None]
-    img = ismrmrd.Image.from_array(np.ascontiguousarray(data), transpose=False)
+    img = ismrmrd.Image(data=data)
+    img.version = 1
     for key in _GEOMETRY:
         setattr(img, key, tuple(getattr(like, key)))
     meta = dict(meta or {})

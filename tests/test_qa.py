@@ -3,6 +3,7 @@ picture coming out of the quantitative chains -- for a calibration that works (`
 and one that is refused (``refused``), the session runs of conftest.py shared with
 tests/test_chains.py."""
 
+import os
 import subprocess
 
 import ismrmrd
@@ -14,6 +15,7 @@ from PIL import Image
 from pydicom.uid import MRImageStorage, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
 
+from gadgets.core import qa_helper
 from gadgets.core.dicom import (
     SeriesInfo,
     picture_from_dataset,
@@ -62,6 +64,26 @@ def test_picture_of_a_good_calibration():
     assert _colours(rgb[60:, 400:800]) > 20  # the grey-scale slice with its tube circles
     assert _red(rgb) == 0  # nothing failed: no red anywhere
     assert render_qa(qa, size_px=(900, 300)).shape == (300, 900, 3)
+
+
+def test_helper_process_draws_the_same_picture_and_is_replaced_when_it_dies(caplog):
+    """The helper's picture is the in-process one, pixel for pixel; a killed helper costs no
+    picture (drawn in-process, with a warning) and the next start() runs a new one."""
+    tsc, vox, tubes = _phantom()
+    qa = CalibrationQa(tsc * 0.01 + 0.05, vox, tuple(tubes), CONC, 0.01, 0.05, 0.9999, 0.99, tsc)
+    qa_helper.start()
+    first = qa_helper._helper
+    assert first is not None and first.proc.pid != os.getpid()
+    drawn = qa_helper.picture(qa_helper.render_async(qa), qa)
+    assert np.array_equal(drawn, render_qa(qa))
+    first.proc.kill()
+    first.proc.wait()
+    with caplog.at_level("WARNING", logger="gadgets.core.qa_helper"):
+        again = qa_helper.picture(qa_helper.render_async(qa), qa)
+    assert np.array_equal(again, drawn) and "drawing the picture in-process" in caplog.text
+    qa_helper.start()
+    assert qa_helper._helper is not first and qa_helper._helper.proc.poll() is None
+    assert np.array_equal(qa_helper.picture(qa_helper.render_async(qa), qa), drawn)
 
 
 @pytest.mark.parametrize("case", ["too_few_tubes", "low_r2"])

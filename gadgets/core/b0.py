@@ -70,20 +70,33 @@ def mfi_coefficients(
     return coef.T
 
 
+def mfi_weights(bins_hz: np.ndarray, field_hz: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+    """Per-voxel MFI coefficients ``(L, ...)`` (complex64) for a field map (Hz): tabulated every
+    0.5 Hz over the bins' span (the map clipped to it) and linearly interpolated per voxel. The
+    same for every echo of one readout: computed once, applied with :func:`mfi_apply`."""
+    bins_hz = np.asarray(bins_hz, np.float64)
+    f = np.clip(field_hz, bins_hz[0], bins_hz[-1])
+    grid = np.arange(bins_hz[0], bins_hz[-1] + 0.5, 0.5)
+    table = mfi_coefficients(bins_hz, times_s, grid).T.astype(np.complex64)  # (L, F)
+    pos = (f - grid[0]) / 0.5
+    i0 = np.clip(np.floor(pos).astype(np.int64), 0, grid.size - 2)
+    frac = (pos - i0).astype(np.float32)
+    return (1 - frac) * table[:, i0] + frac * table[:, i0 + 1]
+
+
+def mfi_apply(bin_images: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``sum_l weights_l * bin_images_l``: the off-resonance-corrected image."""
+    out = bin_images[0] * weights[0]
+    for image, w in zip(bin_images[1:], weights[1:], strict=True):
+        out += image * w
+    return out.astype(bin_images.dtype, copy=False)
+
+
 def mfi_combine(
     bin_images: np.ndarray, bins_hz: np.ndarray, field_hz: np.ndarray, times_s: np.ndarray
 ) -> np.ndarray:
-    """Off-resonance-corrected image from the bin images ``(L, ...)`` and a field map (Hz):
-    coefficients tabulated every 0.5 Hz over the map's range (clipped to the bins' span) and
-    linearly interpolated per voxel."""
-    bins_hz = np.asarray(bins_hz, np.float64)
-    if bins_hz.size == 1:
+    """Off-resonance-corrected image from the bin images ``(L, ...)`` and a field map (Hz)
+    (:func:`mfi_weights`, then :func:`mfi_apply`)."""
+    if np.size(bins_hz) == 1:
         return bin_images[0]
-    f = np.clip(field_hz, bins_hz[0], bins_hz[-1])
-    grid = np.arange(bins_hz[0], bins_hz[-1] + 0.5, 0.5)
-    table = mfi_coefficients(bins_hz, times_s, grid)  # (F, L)
-    pos = (f - grid[0]) / 0.5
-    i0 = np.clip(np.floor(pos).astype(np.int64), 0, grid.size - 2)
-    frac = (pos - i0)[..., None]
-    coef = (1 - frac) * table[i0] + frac * table[i0 + 1]  # (..., L)
-    return np.sum(np.moveaxis(bin_images, 0, -1) * coef, axis=-1).astype(bin_images.dtype)
+    return mfi_apply(bin_images, mfi_weights(bins_hz, field_hz, times_s))

@@ -247,6 +247,7 @@ class _Templates:
             spec *= np.where(inside, np.interp(k_cpp, kr, h), 0.0)
             self.t_k = np.where(inside, np.interp(k_cpp, kr, t), 0.0).astype(np.float32)
         self.spec = spec.astype(np.complex64)
+        self.workers = 1 if flat is not None else -1
         # positions in the unshifted FFT output of the region's voxels, in the region's order
         small = spec.shape
         index = np.fft.fftshift(np.arange(int(np.prod(small))).reshape(small))
@@ -263,8 +264,20 @@ class _Templates:
             twist = np.empty(phase.shape, np.complex64)
             twist.real, twist.imag = np.cos(phase), np.sin(phase)
             spec *= twist
-        image = sp_fft.ifftn(spec, workers=-1, overwrite_x=True)
+        # one thread for a 2D template: threads cost more than its 30 us transform
+        image = sp_fft.ifftn(spec, workers=self.workers, overwrite_x=True)
         return np.abs(image.reshape(-1)[self.where]).astype(np.float64)
+
+
+def _box(shape, voxel_mm, centre_mm, extent_mm) -> tuple[slice, slice, slice]:
+    """Array slices (z, y, x) of the voxels within ``extent_mm`` (x, y, z) of ``centre_mm``
+    (volume mm, :func:`volume_coordinates_mm`)."""
+    out = []
+    for n, d, c, e in zip(shape, voxel_mm[::-1], centre_mm[::-1], extent_mm[::-1], strict=True):
+        lo = int(np.floor((c - e) / d)) + n // 2
+        hi = int(np.ceil((c + e) / d)) + n // 2 + 1
+        out.append(slice(min(max(lo, 0), n), min(max(hi, 0), n)))
+    return tuple(out)
 
 
 class _TubeFit:
@@ -274,14 +287,20 @@ class _TubeFit:
     longer than that, so the ends never enter the fit)."""
 
     def __init__(self, magnitude, voxel_mm, tube: Tube, head, kfilter, radius_mm: float) -> None:
-        coords = np.moveaxis(volume_coordinates_mm(magnitude.shape, voxel_mm), 0, -1)
         self.vox = vox = float(np.mean(voxel_mm))
         self.guess = radius_mm if radius_mm > 0 else 10.0
-        rel = coords - tube.centre_mm
+        half = max(tube.length_mm / 2 - 3 * vox, vox)
+        reach = self.guess * 1.5 + 2 * vox
+        # only the box around the tube is looked at: it holds every voxel of the region
+        box = _box(magnitude.shape, voxel_mm, tube.centre_mm, half * np.abs(tube.axis) + reach)
+        axes = [(np.arange(b.start, b.stop) - n // 2) * d
+                for b, n, d in zip(box, magnitude.shape, voxel_mm[::-1], strict=True)]  # fmt: skip
+        z, y, x = np.meshgrid(*axes, indexing="ij")
+        rel = np.stack([x, y, z], axis=-1) - tube.centre_mm
         along = rel @ tube.axis
         perp = np.linalg.norm(rel - along[..., None] * tube.axis, axis=-1)
-        half = max(tube.length_mm / 2 - 3 * vox, vox)
-        self.region = (np.abs(along) <= half) & (perp <= self.guess * 1.5 + 2 * vox) & ~head
+        self.region = np.zeros(magnitude.shape, bool)
+        self.region[box] = (np.abs(along) <= half) & (perp <= reach) & ~head[box]
         self.y = magnitude[self.region].astype(np.float64)
         e1 = np.cross(tube.axis, [1.0, 0.0, 0.0] if abs(tube.axis[0]) < 0.9 else [0.0, 1.0, 0.0])
         self.e1 = e1 / np.linalg.norm(e1)

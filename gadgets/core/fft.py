@@ -63,7 +63,9 @@ class PrunedFFT:
     """The three in-place 1D FFT passes for one gridding buffer.
 
     ``buffer``: complex64 array of shape ``geom.padded_shape3 + (C,)``, which must stay alive and
-    in place for the life of this object (the FFTW plans point into it).
+    in place for the life of this object (the FFTW plans point into it). Planning with an
+    ``effort`` other than ``estimate`` overwrites it (FFTW runs trial transforms in it): plan
+    before filling it.
     """
 
     def __init__(
@@ -85,8 +87,6 @@ class PrunedFFT:
             0: buffer[full[0], kept[1], kept[2]],
         }
         axes = [a for a in (2, 1, 0) if g[a] > 1]
-        if effort != "estimate":
-            saved = buffer.copy()  # planning with MEASURE overwrites the arrays
 
         def plan(axis: int, direction: str) -> pyfftw.FFTW:
             view = views[axis]
@@ -97,7 +97,6 @@ class PrunedFFT:
         self._backward = [plan(a, "FFTW_BACKWARD") for a in axes]
         self._forward = [plan(a, "FFTW_FORWARD") for a in reversed(axes)]
         if effort != "estimate":
-            buffer[...] = saved
             _save_wisdom()
 
     def backward(self) -> None:

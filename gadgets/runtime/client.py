@@ -76,7 +76,7 @@ def recon_file(
         for item in items:
             for result in runner.push(item):
                 out.add(result)
-        for result in runner.finish():
+        for result in runner.finish_iter():
             out.add(result)
     finally:
         out.close()

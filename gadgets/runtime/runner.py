@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterator
 from typing import Any
 
 from .chain import ChainError, ChainSpec, instantiate
@@ -55,38 +55,60 @@ class ChainRunner:
         self.started = time.perf_counter()
         log.info("chain %s: %s", spec.name, " -> ".join(name for name, _ in self.steps))
 
-    def _run(self, start: int, items: Iterable[Any]) -> list[Any]:
-        current = list(items)
-        for name, step in self.steps[start:]:
-            produced: list[Any] = []
+    def _outputs(self, start: int, item: Any) -> Iterator[Any]:
+        """What ``item`` becomes after steps ``start``...: depth first, so that each output of a
+        step reaches the end of the chain (and the client) before the step makes its next one."""
+        if start == len(self.steps):
+            yield item
+            return
+        name, step = self.steps[start]
+        produced = self._guarded(name, lambda: iter(step.process(item)))
+        while True:
             try:
-                for item in current:
-                    produced.extend(step.process(item))
-            except StepError:
-                raise
+                out = next(produced)
+            except StopIteration:
+                return
             except Exception as exc:
-                log.exception("step %s failed", name)
-                raise StepError(name, f"{type(exc).__name__}: {exc}") from exc
-            current = produced
-        return current
+                raise self._error(name, exc) from exc
+            yield from self._outputs(start + 1, out)
+
+    def _guarded(self, name: str, call):
+        try:
+            return call()
+        except Exception as exc:
+            raise self._error(name, exc) from exc
+
+    @staticmethod
+    def _error(name: str, exc: Exception, when: str = "") -> StepError:
+        if isinstance(exc, StepError):
+            return exc
+        log.exception("step %s failed%s", name, when)
+        return StepError(name, f"{type(exc).__name__}: {exc}")
 
     def push(self, item: Any) -> list[Any]:
         """Outputs of the last step for one input item."""
         self.items_in += 1
-        return self._run(0, [item])
+        return list(self._outputs(0, item))
 
-    def finish(self) -> list[Any]:
-        """End of stream: each step's last items flow through the steps after it."""
-        out: list[Any] = []
+    def finish_iter(self) -> Iterator[Any]:
+        """End of stream: each step's last items flow through the steps after it, and every
+        output is yielded as soon as it leaves the last step (the server sends the first maps
+        while the later ones are still being computed)."""
         for i, (name, step) in enumerate(self.steps):
-            try:
-                last = list(step.finish())
-            except Exception as exc:
-                log.exception("step %s failed at the end of the stream", name)
-                raise StepError(name, f"{type(exc).__name__}: {exc}") from exc
-            out.extend(self._run(i + 1, last))
+            last = self._guarded(name, lambda step=step: iter(step.finish()))
+            while True:
+                try:
+                    out = next(last)
+                except StopIteration:
+                    break
+                except Exception as exc:
+                    raise self._error(name, exc, " at the end of the stream") from exc
+                yield from self._outputs(i + 1, out)
         log.info(
             "chain %s: %d items in %.2f s", self.spec.name, self.items_in,
             time.perf_counter() - self.started,
         )  # fmt: skip
-        return out
+
+    def finish(self) -> list[Any]:
+        """:meth:`finish_iter` as a list."""
+        return list(self.finish_iter())

@@ -16,6 +16,7 @@ import logging
 import socket
 import socketserver
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 import ismrmrd
@@ -87,7 +88,7 @@ class _Session:
                 continue
             return msg
 
-    def _send_outputs(self, items: list) -> None:
+    def _send_outputs(self, items: Iterable) -> None:
         for item in items:
             if isinstance(item, DicomFile):
                 self.writer.dicom(item.data, item.filename, item.meta)
@@ -179,7 +180,7 @@ class _Session:
             elif isinstance(msg, Text):
                 log.info("[%s] client says: %s", spec.name, msg.text)
             elif isinstance(msg, Close):
-                self._send_outputs(runner.finish())
+                self._send_outputs(runner.finish_iter())  # each as soon as it is made
                 self.writer.close()
                 log.info("[%s] stream finished", spec.name)
                 return
