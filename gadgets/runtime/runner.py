@@ -68,6 +68,8 @@ class ChainRunner:
                 out = next(produced)
             except StopIteration:
                 return
+            except StepError:
+                raise
             except Exception as exc:
                 raise self._error(name, exc) from exc
             yield from self._outputs(start + 1, out)
@@ -75,13 +77,13 @@ class ChainRunner:
     def _guarded(self, name: str, call):
         try:
             return call()
+        except StepError:
+            raise
         except Exception as exc:
             raise self._error(name, exc) from exc
 
     @staticmethod
     def _error(name: str, exc: Exception, when: str = "") -> StepError:
-        if isinstance(exc, StepError):
-            return exc
         log.exception("step %s failed%s", name, when)
         return StepError(name, f"{type(exc).__name__}: {exc}")
 
@@ -101,6 +103,8 @@ class ChainRunner:
                     out = next(last)
                 except StopIteration:
                     break
+                except StepError:
+                    raise
                 except Exception as exc:
                     raise self._error(name, exc, " at the end of the stream") from exc
                 yield from self._outputs(i + 1, out)
