@@ -29,7 +29,6 @@ Outputs (ISMRMRD images with console meta, each its own series):
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future
 
 import ismrmrd
 import numpy as np
@@ -226,7 +225,7 @@ class TscCalibration(EchoVolumesGadget):
         cannot be drawn, or None without ``output_qa``."""
         if not self.output_qa:
             return None
-        from .core.qa import CalibrationQa, QaTube, render_qa
+        from .core.qa import CalibrationQa, QaTube
         from .core.qa_helper import render_async
 
         try:
@@ -252,11 +251,7 @@ class TscCalibration(EchoVolumesGadget):
                 r2=fit.r2 if fit else None, min_r2=self.min_r2, tsc_mM=tsc, failure=reason,
                 title=f"{protocol}, {self.field_T:g} T, {self.tube_class} tubes, sodium-gadgets",
             )  # fmt: skip
-            if self.qa_helper:
-                return qa, render_async(qa)
-            done: Future = Future()
-            done.set_result(render_qa(qa))
-            return qa, done
+            return qa, render_async(qa, use_helper=self.qa_helper)
         except Exception as exc:  # the picture is an extra: never lose the scan for it
             log.exception("QA picture failed")
             return f"WARNING: TSC QA picture failed: {type(exc).__name__}: {exc}"

@@ -88,10 +88,15 @@ class Calibration:
         )
 
 
-def volume_coordinates_mm(shape: tuple[int, int, int], voxel_mm: np.ndarray) -> np.ndarray:
+def volume_coordinates_mm(
+    shape: tuple[int, int, int], voxel_mm: np.ndarray, box: tuple[slice, ...] | None = None
+) -> np.ndarray:
     """``(3, nz, ny, nx)``: (read, phase, slice) mm of each voxel from the volume centre
-    (voxel ``n // 2``), the convention of :mod:`gadgets.core.dicom`."""
-    axes = [(np.arange(n) - n // 2) * d for n, d in zip(shape, voxel_mm[::-1], strict=True)]
+    (voxel ``n // 2``), the convention of :mod:`gadgets.core.dicom`; only the voxels of
+    ``box`` (array slices (z, y, x) with explicit bounds) when given."""
+    box = box or tuple(slice(0, n) for n in shape)
+    axes = [(np.arange(b.start, b.stop) - n // 2) * d
+            for b, n, d in zip(box, shape, voxel_mm[::-1], strict=True)]  # fmt: skip
     z, y, x = np.meshgrid(*axes, indexing="ij")
     return np.stack([x, y, z])
 
@@ -293,10 +298,8 @@ class _TubeFit:
         reach = self.guess * 1.5 + 2 * vox
         # only the box around the tube is looked at: it holds every voxel of the region
         box = _box(magnitude.shape, voxel_mm, tube.centre_mm, half * np.abs(tube.axis) + reach)
-        axes = [(np.arange(b.start, b.stop) - n // 2) * d
-                for b, n, d in zip(box, magnitude.shape, voxel_mm[::-1], strict=True)]  # fmt: skip
-        z, y, x = np.meshgrid(*axes, indexing="ij")
-        rel = np.stack([x, y, z], axis=-1) - tube.centre_mm
+        coords = volume_coordinates_mm(magnitude.shape, voxel_mm, box)
+        rel = np.moveaxis(coords, 0, -1) - tube.centre_mm
         along = rel @ tube.axis
         perp = np.linalg.norm(rel - along[..., None] * tube.axis, axis=-1)
         self.region = np.zeros(magnitude.shape, bool)

@@ -112,11 +112,13 @@ def start() -> None:
             log.warning("no QA helper process (%s): pictures are drawn in-process", exc)
 
 
-def render_async(qa: CalibrationQa, size_px: tuple[int, int] = _SIZE) -> Future:
+def render_async(
+    qa: CalibrationQa, size_px: tuple[int, int] = _SIZE, use_helper: bool = True
+) -> Future:
     """Start drawing ``qa`` (:func:`~gadgets.core.qa.render_qa`) in the helper; without a
-    helper, draw it now. Collect it with :func:`picture`."""
+    helper (or ``use_helper`` off), draw it now. Collect it with :func:`picture`."""
     with _lock:
-        helper = _helper if _helper is not None and _helper.alive else None
+        helper = _helper if use_helper and _helper is not None and _helper.alive else None
     if helper is not None:
         return helper.submit(qa, size_px)
     done: Future = Future()

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 
+# The scanner side's own signal model, on purpose not gadgets.core.relaxation's: a wrong decay or
+# saturation formula in the reconstruction must show up against the truth, not cancel out.
 @dataclass(frozen=True)
 class Relaxation:
     """``T1`` and T2* components: signal ``sum_i f_i exp(-t / T2*_i)`` with ``sum f_i = 1``."""
