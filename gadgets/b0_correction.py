@@ -56,7 +56,9 @@ class B0Correction(EchoVolumesGadget):
         if fmap is None:
             log.warning("B0: one echo and no map_file: no off-resonance correction")
         else:
-            lo, hi = np.percentile(fmap, [1, 99])
+            mag = np.abs(first.data[centre])
+            tissue = mag > 0.1 * np.percentile(mag, 99)  # the map means nothing in the air
+            lo, hi = np.percentile(fmap[tissue], [1, 99])
             log.info("B0 map from %s: %.1f to %.1f Hz (1-99%%)", source, lo, hi)
             if bins.size > 1 and (lo < bins[0] or hi > bins[-1]):
                 log.warning("B0 map exceeds the MFI bins (%.0f..%.0f Hz): raise b0_max_ppm",

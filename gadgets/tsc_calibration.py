@@ -36,6 +36,7 @@ from scipy.ndimage import gaussian_filter
 
 from .core import calibration as cal
 from .core import relaxation as rx
+from .core.apodization import radial_taper
 from .runtime.gadget import Property
 from .volumes import EchoVolumesGadget, meta_floats, picture_image, read_meta, volume_image
 
@@ -127,10 +128,14 @@ class TscCalibration(EchoVolumesGadget):
         voxel_mm = np.asarray(first.field_of_view, np.float64) / np.array(shape[::-1])
         te1 = float(meta.get("SodiumEchoTimeS", 0.0))
         kfilter = None
+        taper = float(meta.get("SodiumKTaper", 0.0))  # the gridder's apodisation
         if "SodiumKRadius" in meta:
             kr = meta_floats(meta, "SodiumKRadius")
             times = np.arange(kr.size) * float(meta["SodiumDwellS"])
-            kfilter = cal.readout_filter(kr, times, self.tube.decay, te1)
+            window = None
+            if taper > 0:
+                window = radial_taper(kr, float(meta["SodiumKMax"]), taper)
+            kfilter = cal.readout_filter(kr, times, self.tube.decay, te1, window)
         else:
             log.warning("no readout timing in the image meta: tube templates without T2* blur")
         positions = None
@@ -187,6 +192,7 @@ class TscCalibration(EchoVolumesGadget):
             comments = f"TSC from {len(fit.signals)} {self.tube_class} tubes: {fit.summary()}"
             desc = "Na23 TSC [mmol/L]"
             meta = self._meta(desc, "mmol/L", "TSC", "_TSC", (70, 140), comments, te1)
+            meta["SodiumKTaper"] = taper
             yield volume_image(tsc.astype(np.float32), first, meta,
                                series_index=self.tsc_series_index)  # fmt: skip
             if self.necho >= 2 and self.output_sodium_r and 1 in self.echoes:

@@ -17,7 +17,8 @@ a ROI mean of the centre reads 5-15% low at 7T with agarose, while brain surroun
 does not. So each tube is fitted with a template: the image of a uniform cylinder of the tube's
 radius, centre and axis, made by the acquisition itself -- its analytic Fourier transform
 (``2 pi r^2 L jinc sinc``), times the k-space weighting of relaxation during the readout,
-``H(|k|) = decay(TE + t(|k|)) / decay(TE)`` (from the readout's ``|k|(t)``), cut at ``k_max``,
+``H(|k|) = decay(TE + t(|k|)) / decay(TE)`` (from the readout's ``|k|(t)``; times the
+reconstruction's apodisation window, :mod:`gadgets.core.apodization`), cut at ``k_max``,
 back on the image grid by FFT. The amplitude ``sum T |x| / sum T^2`` over the tube's central part
 is the signal of that concentration as a large region would show it: the same scale as brain.
 Without the readout timing the template has no blur (``H = 1``) and a warning says so.
@@ -189,13 +190,20 @@ def cylinder_kspace(
 
 
 def readout_filter(
-    k_radius_cpp: np.ndarray, times_s: np.ndarray, decay, te_s: float
-) -> tuple[np.ndarray, np.ndarray]:
+    k_radius_cpp: np.ndarray,
+    times_s: np.ndarray,
+    decay,
+    te_s: float,
+    window: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(|k|, H, t)`` of a centre-out readout: relaxation weighting ``decay(TE + t) / decay(TE)``
-    and readout time against ``|k|`` in cycles per pixel (sorted, for ``np.interp``)."""
+    (times the reconstruction's apodisation ``window`` per sample, when it has one) and readout
+    time against ``|k|`` in cycles per pixel (sorted, for ``np.interp``)."""
     order = np.argsort(k_radius_cpp)
     t = np.asarray(times_s, np.float64)[order]
     h = np.asarray(decay(te_s + t)) / float(decay(te_s))
+    if window is not None:
+        h = h * np.asarray(window, np.float64)[order]
     return np.asarray(k_radius_cpp)[order], h, t
 
 

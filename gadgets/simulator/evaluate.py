@@ -9,7 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.apodization import radial_taper
 from ..core.dicom import Geometry
+from .head import Grid
+from .scan import ScanDescription, fine_matrix
+from .signal import OBJECT_SIGMA
 
 
 @dataclass(frozen=True)
@@ -56,46 +60,55 @@ def table(results: list[RoiResult]) -> str:
 
 
 def psf_limited(
-    truth_npz: str | Path,
-    truth_json: str | Path,
+    desc: ScanDescription,
     k_radius_cpp: np.ndarray,
     times_s: np.ndarray,
     te_s: float,
     unblurred: tuple[str, ...] = ("tube",),
+    k_taper: float = 0.0,
 ) -> np.ndarray:
-    """The TSC map (mM, recon grid) an ideal, noise-free reconstruction of this acquisition
-    would show: each tissue's truth filtered by its own readout weighting
+    """The TSC map (mM, recon grid) an ideal, noise-free reconstruction of the scan ``desc``
+    would show: each tissue of the continuous phantom filtered by its own readout weighting
     ``H(|k|) = decay(TE + t(|k|)) / decay(TE)`` (``k_radius_cpp``, ``times_s``: one readout's
-    ``|k|`` in cycles per pixel and sample times), cut at the readout's ``k_max``, and summed.
-    It separates what the scan's point spread function does to small ROIs (finite ``k_max``,
-    T2* broadening) from what the reconstruction does. Labels starting with one of
-    ``unblurred`` are only cut at ``k_max`` (the TSC chains undo the tubes' T2* blur)."""
-    truth = np.load(truth_npz)
-    info = json.loads(Path(truth_json).read_text())
-    tsc, labels = truth["tsc_mM"].astype(np.float64), truth["labels"]
-    names = list(truth["label_names"])
-    shape = tsc.shape
-    k = np.meshgrid(*[np.fft.fftfreq(n) for n in shape], indexing="ij")
+    ``|k|`` in cycles per pixel and sample times), cut at the readout's ``k_max``, times the
+    reconstruction's apodisation (``k_taper``, :mod:`gadgets.core.apodization`), summed and
+    sampled at the voxel centres. It separates what the scan's point spread function does to
+    small ROIs (finite ``k_max``, Gibbs ringing next to fluid, T2* broadening) from what the
+    reconstruction does. Tissues starting with one of ``unblurred`` are left unfiltered (the
+    TSC chains undo the tubes' blur: band limit, apodisation and T2*).
+
+    The phantom is built as the simulator builds it: on its fine grid from the shapes' analytic
+    spectra with the anti-aliasing Gaussian, which is divided out here (the spectra on the
+    recon grid's k-space are the continuous object's; a voxel-averaged truth would be
+    smoother than the scan and hide half of its ringing)."""
+    phantom = desc.phantom()
+    n = desc.matrix
+    recon = desc.grid(n)
+    nfine = fine_matrix(desc)
+    fine = Grid((nfine,) * 3, desc.fov_mm / nfine, recon.position_mm, recon.dirs)
+    fractions = phantom.composition(fine, smooth_sigma_px=OBJECT_SIGMA * n / nfine)
+    freqs = np.fft.fftfreq(n)
+    k = np.meshgrid(freqs, freqs, freqs, indexing="ij")
     kr = np.sqrt(sum(a**2 for a in k))
+    crop = np.ix_(*[np.round(freqs * n).astype(int) % nfine] * 3)  # recon k-space in the fine
     order = np.argsort(k_radius_cpp)
     k_read, t_read = np.asarray(k_radius_cpp)[order], np.asarray(times_s)[order]
-    t_of_k = np.interp(kr, k_read, t_read)
     inside = kr <= k_read[-1]
-    out = np.zeros(shape)
-    for i, name in enumerate(names):
-        part = np.where(labels == i, tsc, 0.0)
-        if name not in info["tissues"] or not part.any():
-            out += part  # air: nothing to filter
+    t_of_k = np.interp(kr, k_read, t_read)
+    window = radial_taper(kr, k_read[-1], k_taper) / np.exp(-(kr**2) / (2 * OBJECT_SIGMA**2))
+    out = np.zeros((n,) * 3)
+    truth = np.zeros((n,) * 3)
+    voxel_fractions = None
+    for tissue in phantom.tissues:
+        if tissue.name not in fractions or tissue.tsc_mM == 0:
             continue
-        tissue = info["tissues"][name]
-        t2s = np.asarray(tissue["t2s_ms"], np.float64) * 1e-3
-        frac = np.asarray(tissue["fractions"], np.float64)
-
-        def decay(t, t2s=t2s, frac=frac):
-            return np.sum(frac * np.exp(-np.asarray(t)[..., None] / t2s), axis=-1)
-
-        h = np.where(inside, decay(te_s + t_of_k) / decay(te_s), 0.0)
-        if name.startswith(unblurred):
-            h = inside.astype(np.float64)
-        out += np.fft.ifftn(np.fft.fftn(part) * h).real
-    return out
+        if tissue.name.startswith(unblurred):  # the truth itself (voxel averages)
+            if voxel_fractions is None:
+                voxel_fractions = phantom.composition(recon)
+            truth += voxel_fractions[tissue.name] * tissue.tsc_mM
+            continue
+        spec = np.fft.fftn(np.fft.ifftshift(fractions.pop(tissue.name)))[crop]
+        h = np.where(inside, tissue.relaxation.decay(te_s + t_of_k), 0.0)
+        h /= float(tissue.relaxation.decay(te_s))
+        out += np.fft.ifftn(spec * h * window).real * tissue.tsc_mM
+    return np.fft.fftshift(out) * (n / nfine) ** 3 + truth

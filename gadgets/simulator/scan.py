@@ -130,7 +130,8 @@ class ScanDescription:
         return brain_phantom(self.field_T, self.tube_list(), head=self.head)
 
 
-def _fine_matrix(desc: ScanDescription) -> int:
+def fine_matrix(desc: ScanDescription) -> int:
+    """The simulator's fine grid (an even matrix, ``fine_factor`` times the recon matrix)."""
     m = int(np.ceil(desc.fine_factor * desc.matrix))
     return m + (m % 2)
 
@@ -286,7 +287,7 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
 
     # fine grid: object, B0, coils
     recon = desc.grid(desc.matrix)
-    nfine = _fine_matrix(desc)
+    nfine = fine_matrix(desc)
     fine = Grid((nfine,) * 3, desc.fov_mm / nfine, recon.position_mm, recon.dirs)
     t0 = time.perf_counter()
     sigma_fine = OBJECT_SIGMA * desc.matrix / nfine  # cycles per fine voxel
