@@ -45,22 +45,22 @@ def readout_timing(raw: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def print_reference_table(
-    volume, geom: Geometry, measured: list, raw: Path, desc: ScanDescription, k_taper: float
+    volume, geom: Geometry, measured: list, raw: Path, desc: ScanDescription, k_window_beta: float
 ) -> None:
     """ROI means of ``volume`` against the PSF-limited reference, with a noise standard error
     per ROI: the std of (map - reference) in the 7^3 voxels around its centre whose reference
-    is within 10% of the ROI's (its edges left out) / sqrt(voxels). ``k_taper``: the chain's
+    is within 10% of the ROI's (its edges left out) / sqrt(voxels). ``k_window_beta``: the chain's
     apodisation, which the reference carries too."""
     truth_json = raw.with_name(raw.stem + "_truth.json")
     truth = json.loads(truth_json.read_text())
     kr, times = readout_timing(raw)
-    ref = psf_limited(desc, kr, times, truth["te_ms"][0] * 1e-3, k_taper=k_taper)
+    ref = psf_limited(desc, kr, times, truth["te_ms"][0] * 1e-3, k_window_beta=k_window_beta)
     residual = volume - ref
     points = geom.points_mm()
     print("against the PSF-limited reference (the phantom through this readout's T2* weighting,"
-          f" k_max and apodisation (k_taper {k_taper:g}), no noise); noise SE: std of (map -"
-          " reference) in the 7^3 voxels around the ROI whose reference is within 10% of the ROI's,"
-          " / sqrt(ROI voxels):")  # fmt: skip
+          f" k_max and apodisation (Kaiser beta {k_window_beta:g}), no noise); noise SE: std of"
+          " (map - reference) in the 7^3 voxels around the ROI whose reference is within 10% of"
+          " the ROI's, / sqrt(ROI voxels):")  # fmt: skip
     print(f"{'ROI':14s} {'reference':>9s} {'measured':>9s} {'error':>7s} {'SE':>5s}")
     errs = []
     rois = zip(measured, roi_means(ref, geom, truth_json), truth["rois"], strict=True)
@@ -109,8 +109,8 @@ def main() -> None:
                 truth_json = sim / f"{name}_truth.json"
                 measured = roi_means(img.data[0], geom, truth_json)
                 print(table(measured))
-                taper = float(meta.get("SodiumKTaper", 0.0))
-                print_reference_table(img.data[0], geom, measured, raw, desc, taper)
+                beta = float(meta.get("SodiumKWindowBeta", 0.0))
+                print_reference_table(img.data[0], geom, measured, raw, desc, beta)
             if meta.get("Units") == "Hz":
                 names = list(truth["label_names"])
                 brain = np.isin(truth["labels"], [names.index(n) for n in

@@ -9,6 +9,7 @@ Subcommands so far:
 * ``simulate``: write a simulated sodium scan (ISMRMRD raw data and its ground truth).
 * ``recon``, ``serve``, ``send``: run a chain on a file in-process, serve chains over the
   Gadgetron wire protocol, stream a file to a server.
+* ``coil-profile``: measure a one-channel coil's receive profile on a uniform phantom scan.
 * ``demo``: all of it end to end (simulate, serve, send, check against the truth), see
   :mod:`gadgets.demo`.
 """
@@ -198,6 +199,40 @@ def cmd_recon(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coil_profile(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import ismrmrd
+
+    from .core.dicom import Geometry
+    from .core.receive_profile import fit_profile
+    from .runtime.client import recon_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # a strong window: the bottle's edges ring into the interior the fit looks at
+        out = recon_file(args.file, tmp, "sodium_preview", {"k_window_beta": "6"})
+        ds = ismrmrd.Dataset(str(out.path / "images.h5"), "dataset", create_if_needed=False)
+        try:
+            series = sorted(s for s in ds.list() if s.startswith("image_"))
+            if not series:
+                raise SystemExit(f"{args.file}: no image reconstructed")
+            image = ds.read_image(series[0], 0)
+        finally:
+            ds.close()
+    points = Geometry.from_image(image).points_mm()
+    name = args.name or Path(args.out).stem
+    profile = fit_profile(np.abs(image.data[0]), points, name, args.degree,
+                          measured_from=Path(args.file).name)  # fmt: skip
+    description = args.description or (
+        f"receive profile of a one-channel coil, degree {args.degree}, fitted to a uniform "
+        f"phantom ({Path(args.file).name}) with sodium-gadgets coil-profile"
+    )
+    profile.to_json(args.out, description)
+    print(f"{name}: degree {args.degree}, fit RMS {100 * profile.fit_rms:.2f}% -> {args.out}")
+    print("list it in CoilCombiner.coil_models (chain or [protocol.set]) for this coil only")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .runtime.server import SodiumServer
 
@@ -370,6 +405,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a property of every step that declares it (repeatable)",
     )
     p.set_defaults(func=cmd_recon)
+
+    p = sub.add_parser(
+        "coil-profile",
+        help="measure a one-channel volume coil's receive profile from a uniform phantom scan",
+        description="Reconstruct a scan of a uniform phantom (a bottle of saline filling most "
+        "of the coil; the coil where it sits for patients) and fit a smooth receive profile to "
+        "its interior: a polynomial in patient coordinates, 1 at the isocentre. Written as a "
+        "coil file; list it in CoilCombiner.coil_models (in the chain, or in the protocol map "
+        "for the protocols that use this coil) and every image of the coil is divided by it. "
+        "Example: sodium-gadgets coil-profile raw/bottle.h5 --out chains/coils/birdcage_3T.json",
+    )
+    p.add_argument("file", help="ISMRMRD raw data of the uniform phantom (.h5)")
+    p.add_argument("--out", required=True, help="coil file to write (.json)")
+    p.add_argument("--name", help="the coil's name (default: the file's stem)")
+    p.add_argument("--degree", type=int, default=2, help="polynomial degree (default: 2)")
+    p.add_argument("--description", help="free text kept in the file")
+    p.set_defaults(func=cmd_coil_profile)
 
     p = sub.add_parser(
         "serve",

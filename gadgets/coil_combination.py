@@ -23,11 +23,14 @@ is Roemer's with those absolute sensitivities, which returns ``rho`` itself. The
 matrix, when the prewhitener sends it (``send_whitening``), is consumed here and makes the fit
 one of channel gains only. A fit whose residual
 exceeds ``max_model_residual`` (wrong coil file, coil not where the file says) is not used: a
-warning, and ``method`` alone. A single-channel volume coil needs no correction.
+warning, and ``method`` alone. A single-channel volume coil has no loops to fit; its receive
+profile, measured once on a uniform phantom (:mod:`gadgets.core.receive_profile`,
+``sodium-gadgets coil-profile``), is a coil file too: the image is divided by it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -38,6 +41,7 @@ from scipy.ndimage import gaussian_filter
 from .core.coil_model import CoilModel, fit_coil_model
 from .core.coils import roemer, sum_of_squares, walsh_weights
 from .core.dicom import Geometry
+from .core.receive_profile import ReceiveProfile
 from .runtime.chain import CHAINS_DIR
 from .runtime.gadget import Gadget, Property
 from .volumes import meta_floats, read_meta, volume_image
@@ -56,6 +60,17 @@ def _coil_file(name: str) -> Path:
         known = ", ".join(sorted(p.stem for p in (CHAINS_DIR / "coils").glob("*.json")))
         raise ValueError(f"coil file {name!r} not found (coils in chains/coils: {known})")
     return path
+
+
+def _load_coil(path: Path) -> CoilModel | ReceiveProfile:
+    """A loop array's geometry, or a volume coil's measured receive profile."""
+    try:
+        desc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"coil file {path}: {exc}") from exc
+    if isinstance(desc, dict) and "profile" in desc:
+        return ReceiveProfile.from_dict(desc, str(path))
+    return CoilModel.from_json(path)
 
 
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -89,7 +104,7 @@ class CoilCombiner(Gadget):
         if self.method not in _METHODS:
             raise ValueError(f"method must be one of {', '.join(_METHODS)}, not {self.method!r}")
         names = [n.strip() for n in self.coil_models.split(",") if n.strip()]
-        self.models = [CoilModel.from_json(_coil_file(n)) for n in names]
+        self.models = [_load_coil(_coil_file(n)) for n in names]
         self.weights: np.ndarray | None = None
         self.whitening: np.ndarray | None = None
         self._fields: tuple[Geometry, dict[int, np.ndarray]] | None = None
@@ -112,7 +127,7 @@ class CoilCombiner(Gadget):
         the whitening arrives (the scan's start): they depend on the geometry only, and cost
         0.1-0.5 s that would otherwise come after the last readout."""
         model = next((m for m in self.models if m.channels == self.whitening.shape[0]), None)
-        if model is None or self.header is None:
+        if not isinstance(model, CoilModel) or self.header is None:
             return
         geom = self._geometry(item)
         pts = geom.points_mm().reshape(-1, 3)
@@ -131,6 +146,14 @@ class CoilCombiner(Gadget):
             return None
         geom = Geometry.from_image(item)
         points = geom.points_mm()
+        if isinstance(model, ReceiveProfile):
+            profile = model(points)
+            low = profile < 0.25  # outside what the phantom filled, a polynomial wanders
+            if low.any():
+                log.warning("receive profile %s below 0.25 in %d voxels: clipped", model.name,
+                            int(low.sum()))  # fmt: skip
+            self.combination = f"profile:{model.name}"
+            return (1.0 / np.maximum(profile, 0.25))[None].astype(np.complex64)
         if self.whitening is None:
             log.warning("no prewhitening matrix from upstream: coil-model fit with full mixing")
         fields = None

@@ -6,9 +6,9 @@ volume per echo leaves at the end, channels ``coil * n_bins + bin``.
 * Density compensation ``dcf``: ``analytic`` (radial weights of the readout's own ``|k|(t)``,
   exact for DA-3DPR, 3DPR and TPI) or ``pipe_menon`` (iterative, for any trajectory; needs the
   whole trajectory from the header; cached on disk by trajectory).
-* Apodisation ``k_taper``: each sample's weight is multiplied by a radial Tukey window that falls
-  to zero at ``k_max`` over this fraction of it (:mod:`gadgets.core.apodization`; 0: a sharp
-  cut-off, which rings at every strong edge). The window travels in the meta (``SodiumKTaper``,
+* Apodisation ``k_window_beta``: each sample's weight is multiplied by a radial Kaiser window of
+  this ``beta`` (:mod:`gadgets.core.apodization`; 0: a sharp cut-off at ``k_max``, whose ringing
+  focuses in round structures). The window travels in the meta (``SodiumKWindowBeta``,
   ``SodiumKMax``) so the calibration's tube templates carry it too.
 * ``discard_pre``/``discard_post`` samples are dropped. Repetitions/averages land on the same
   grid (summed, and divided by their count at the end).
@@ -29,7 +29,7 @@ import logging
 import ismrmrd
 import numpy as np
 
-from .core.apodization import radial_taper
+from .core.apodization import kaiser_window
 from .core.b0 import mfi_frequencies
 from .core.density import pipe_menon, radial_dcf
 from .core.gridding import GridAccumulator
@@ -47,8 +47,8 @@ class StreamingGridder(Gadget):
         "oversampling": Property(float, 1.5, "grid oversampling (1.25-2)"),
         "kernel_width": Property(int, 5, "Kaiser-Bessel width, grid cells"),
         "dcf": Property(str, "analytic", "density compensation: analytic or pipe_menon"),
-        "k_taper": Property(
-            float, 0.0, "apodisation: fraction of k_max over which a raised cosine falls to 0"
+        "k_window_beta": Property(
+            float, 0.0, "apodisation: Kaiser window beta on |k| / k_max (0: sharp cut-off)"
         ),
         "b0_max_ppm": Property(float, 0.0, "MFI bins span +- this (0: no B0 correction)"),
         "mfi_max_cycles": Property(float, 0.5, "phase between MFI bins over the readout"),
@@ -66,8 +66,8 @@ class StreamingGridder(Gadget):
     def setup(self) -> None:
         if self.dcf not in ("analytic", "pipe_menon"):
             raise ValueError(f"dcf must be analytic or pipe_menon, not {self.dcf!r}")
-        if not 0.0 <= self.k_taper <= 1.0:
-            raise ValueError(f"k_taper must be between 0 and 1, not {self.k_taper}")
+        if not 0.0 <= self.k_window_beta <= 50.0:
+            raise ValueError(f"k_window_beta must be between 0 and 50, not {self.k_window_beta}")
         if self.fft_effort not in ("estimate", "measure", "patient"):
             raise ValueError(
                 f"fft_effort must be estimate, measure or patient, not {self.fft_effort!r}"
@@ -155,8 +155,9 @@ class StreamingGridder(Gadget):
             self.grids[echo] = grid
             self.counts[echo] = 0
         weights = self._dcf(item, traj, lo, hi)
-        if self.k_taper > 0:
-            weights = weights * radial_taper(np.linalg.norm(traj, axis=1), self.k_max, self.k_taper)
+        if self.k_window_beta > 0:
+            kr = np.linalg.norm(traj, axis=1)
+            weights = weights * kaiser_window(kr, self.k_max, self.k_window_beta)
         grid.add(traj, data, weights)
         self.counts[echo] += 1
         self.template = item
@@ -205,7 +206,7 @@ class StreamingGridder(Gadget):
                 "SodiumSamples": len(self.k_radius),
                 "SodiumKRadius": [f"{k:.5f}" for k in self.k_radius],
                 "SodiumKMax": self.k_max,
-                "SodiumKTaper": self.k_taper,
+                "SodiumKWindowBeta": self.k_window_beta,
                 "SodiumCoils": image.shape[0] // self.bins_hz.size,
                 "SodiumReadouts": self.counts[echo],
             }

@@ -25,7 +25,7 @@ class SumOfSquaresPreview(StreamingGridder):
     properties = {
         **{
             name: StreamingGridder.properties[name]
-            for name in ("kernel_width", "dcf", "k_taper", "fft_effort", "max_bad_fraction")
+            for name in ("kernel_width", "dcf", "k_window_beta", "fft_effort", "max_bad_fraction")
         },
         "oversampling": Property(float, 2.0, "grid oversampling (1.25-2)"),
         "series_index": Property(int, 1, "image_series_index of the output"),

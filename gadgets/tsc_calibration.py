@@ -36,7 +36,7 @@ from scipy.ndimage import gaussian_filter
 
 from .core import calibration as cal
 from .core import relaxation as rx
-from .core.apodization import radial_taper
+from .core.apodization import kaiser_window
 from .runtime.gadget import Property
 from .volumes import EchoVolumesGadget, meta_floats, picture_image, read_meta, volume_image
 
@@ -128,13 +128,13 @@ class TscCalibration(EchoVolumesGadget):
         voxel_mm = np.asarray(first.field_of_view, np.float64) / np.array(shape[::-1])
         te1 = float(meta.get("SodiumEchoTimeS", 0.0))
         kfilter = None
-        taper = float(meta.get("SodiumKTaper", 0.0))  # the gridder's apodisation
+        beta = float(meta.get("SodiumKWindowBeta", 0.0))  # the gridder's apodisation
         if "SodiumKRadius" in meta:
             kr = meta_floats(meta, "SodiumKRadius")
             times = np.arange(kr.size) * float(meta["SodiumDwellS"])
             window = None
-            if taper > 0:
-                window = radial_taper(kr, float(meta["SodiumKMax"]), taper)
+            if beta > 0:
+                window = kaiser_window(kr, float(meta["SodiumKMax"]), beta)
             kfilter = cal.readout_filter(kr, times, self.tube.decay, te1, window)
         else:
             log.warning("no readout timing in the image meta: tube templates without T2* blur")
@@ -178,7 +178,7 @@ class TscCalibration(EchoVolumesGadget):
             log.info("calibration: %s", fit.summary())
             signal = mag1
             if self.undo_tube_blur:
-                signal = cal.undo_tube_blur(mag1, voxel_mm, [t for t, _ in pairs], head, kfilter)
+                signal = cal.undo_tube_blur(mag1, voxel_mm, [t for t, _ in pairs], kfilter)
             tsc = fit.tsc_mM(signal)
             if self.class_correction and self.tr_ms is not None:
                 tsc = tsc * self._class_factor(tsc, mag1, te1)
@@ -192,7 +192,7 @@ class TscCalibration(EchoVolumesGadget):
             comments = f"TSC from {len(fit.signals)} {self.tube_class} tubes: {fit.summary()}"
             desc = "Na23 TSC [mmol/L]"
             meta = self._meta(desc, "mmol/L", "TSC", "_TSC", (70, 140), comments, te1)
-            meta["SodiumKTaper"] = taper
+            meta["SodiumKWindowBeta"] = beta
             yield volume_image(tsc.astype(np.float32), first, meta,
                                series_index=self.tsc_series_index)  # fmt: skip
             if self.necho >= 2 and self.output_sodium_r and 1 in self.echoes:

@@ -51,11 +51,11 @@ def test_template_fit_is_free_of_t2star_blur_where_a_roi_mean_is_not():
     assert free.signal == pytest.approx(90.0, rel=0.03)
     # the map with the measured tube's blur undone: its centre ROI reads the amplitude
     fitted.length_mm = 50.0
-    sharp = cal.undo_tube_blur(image, VOX, [fitted], head, kf)
+    sharp = cal.undo_tube_blur(image, VOX, [fitted], kf)
     assert sharp[centre_roi].mean() == pytest.approx(90.0, rel=0.02)
     far = np.linalg.norm((coords - truth.centre_mm)[..., :2], axis=-1) > 20.0
     assert np.array_equal(sharp[far], image[far])  # outside the tube nothing changes
-    assert np.array_equal(cal.undo_tube_blur(image, VOX, [fitted], head, None), image)
+    assert np.array_equal(cal.undo_tube_blur(image, VOX, [fitted], None), image)
 
 
 def test_screening_keeps_the_tubes_not_a_blob():

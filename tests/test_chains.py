@@ -46,10 +46,12 @@ def test_sodium_tsc_on_a_birdcage_scan(birdcage):
     assert meta["GADGETRON_SeqDescription"] == "_TSC"
     assert _r2(meta["ImageComments"]) >= 0.999
     err = _errors(sim, "tiny_birdcage", tsc)
-    # tubes: the fitted reference itself; white matter: + the birdcage's ~6% fall-off to the
-    # tubes, which nothing in a one-channel scan can measure
-    assert all(abs(err[f"tube{i}"]) <= 5.0 for i in range(4)), err
-    assert abs(err["white_matter"]) <= 4.0, err
+    # tubes: the fitted reference itself; white matter: the birdcage's ~6% fall-off to the
+    # tubes is divided out with its measured profile (chains/coils/birdcage_3T.json)
+    assert all(abs(err[f"tube{i}"]) <= 4.0 for i in range(4)), err
+    assert abs(err["white_matter"]) <= 2.0, err
+    # mid-brain CSF (one voxel): +10 mM without the profile, or with a sharp k-space cut-off
+    assert abs(err["csf"]) <= 5.0, err
     # the DICOM series: values equal the map within the 16-bit quantisation
     volume, datasets = read_series(sorted(out.path.glob("series010_*.dcm")))
     assert datasets[0].SeriesDescription == "Na23 TSC [mmol/L]"

@@ -286,7 +286,8 @@ def test_named_scans_are_valid():
         assert desc.name == name
         traj = desc.trajectory_description()
         assert traj.projections > 0 and len(desc.te_ms) >= 1
-        assert 2 <= len(desc.tube_list()) <= 8
+        tubes = len(desc.tube_list())  # a calibration set, or one uniform bottle
+        assert 2 <= tubes <= 8 or (desc.protocol == "sodium_coil_profile" and tubes == 1)
     with pytest.raises(ValueError, match="no scan description"):
         ScanDescription.load("brain_9T")
 
@@ -347,7 +348,7 @@ def test_psf_limited_reference():
         return volume[(d <= rois[name].radius_mm) | (d == d.min())].mean()
 
     sharp = psf_limited(desc, kr, times, desc.te_ms[0] * 1e-3)
-    tapered = psf_limited(desc, kr, times, desc.te_ms[0] * 1e-3, k_taper=0.3)
+    tapered = psf_limited(desc, kr, times, desc.te_ms[0] * 1e-3, k_window_beta=3.0)
     for i in range(4):  # + the head's ringing reaching the tubes (< 1 mM)
         assert roi_mean(sharp, f"tube{i}") == pytest.approx(rois[f"tube{i}"].true_mM, abs=1.2)
     assert roi_mean(sharp, "tumour") == pytest.approx(65.0, abs=4.0)

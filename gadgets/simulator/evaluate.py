@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.apodization import radial_taper
+from ..core.apodization import kaiser_window
 from ..core.dicom import Geometry
 from .head import Grid
 from .scan import ScanDescription, fine_matrix
@@ -65,13 +65,13 @@ def psf_limited(
     times_s: np.ndarray,
     te_s: float,
     unblurred: tuple[str, ...] = ("tube",),
-    k_taper: float = 0.0,
+    k_window_beta: float = 0.0,
 ) -> np.ndarray:
     """The TSC map (mM, recon grid) an ideal, noise-free reconstruction of the scan ``desc``
     would show: each tissue of the continuous phantom filtered by its own readout weighting
     ``H(|k|) = decay(TE + t(|k|)) / decay(TE)`` (``k_radius_cpp``, ``times_s``: one readout's
     ``|k|`` in cycles per pixel and sample times), cut at the readout's ``k_max``, times the
-    reconstruction's apodisation (``k_taper``, :mod:`gadgets.core.apodization`), summed and
+    reconstruction's apodisation (``k_window_beta``, :mod:`gadgets.core.apodization`), summed and
     sampled at the voxel centres. It separates what the scan's point spread function does to
     small ROIs (finite ``k_max``, Gibbs ringing next to fluid, T2* broadening) from what the
     reconstruction does. Tissues starting with one of ``unblurred`` are left unfiltered (the
@@ -95,7 +95,7 @@ def psf_limited(
     k_read, t_read = np.asarray(k_radius_cpp)[order], np.asarray(times_s)[order]
     inside = kr <= k_read[-1]
     t_of_k = np.interp(kr, k_read, t_read)
-    window = radial_taper(kr, k_read[-1], k_taper) / np.exp(-(kr**2) / (2 * OBJECT_SIGMA**2))
+    window = kaiser_window(kr, k_read[-1], k_window_beta) / np.exp(-(kr**2) / (2 * OBJECT_SIGMA**2))
     out = np.zeros((n,) * 3)
     truth = np.zeros((n,) * 3)
     voxel_fractions = None
