@@ -3,6 +3,7 @@ tube templates carry the same window as the gridded image."""
 
 import numpy as np
 import pytest
+from scipy.integrate import trapezoid
 from scipy.special import i0
 
 from gadgets.core import calibration as cal
@@ -29,7 +30,7 @@ def _ball_centre(beta: float, radius_px: float) -> float:
     k = np.linspace(1e-6, 0.5, 20001)
     x = 2 * np.pi * k * radius_px
     spectrum = (np.sin(x) - x * np.cos(x)) / (2 * np.pi**2 * k**3)
-    return float(np.trapezoid(4 * np.pi * k**2 * kaiser_window(k, 0.5, beta) * spectrum, k))
+    return float(trapezoid(4 * np.pi * k**2 * kaiser_window(k, 0.5, beta) * spectrum, k))
 
 
 def test_window_tames_the_focusing_of_ringing_in_balls():
