@@ -89,6 +89,7 @@ class StreamingGridder(Gadget):
         self.template = None
         self.k_radius = None
         self.k_max = 0.0
+        self._window_cache: tuple[np.ndarray, np.ndarray] | None = None
         self.dwell_s = 0.0
         self.dropped = 0
         self.notices: list[str] = []
@@ -114,6 +115,14 @@ class StreamingGridder(Gadget):
                      result.residual, " (cached)" if result.cached else "")  # fmt: skip
             self._pm_weights = result.weights
         return self._pm_weights[acq.idx.kspace_encode_step_1][lo:hi]
+
+    def _window(self, k_radius: np.ndarray) -> np.ndarray:
+        """The Kaiser window at the readout's radii; radial readouts share theirs (kept)."""
+        cached = self._window_cache
+        if cached is None or not np.array_equal(cached[0], k_radius):
+            cached = self._window_cache = (k_radius, kaiser_window(k_radius, self.k_max,
+                                                                   self.k_window_beta))  # fmt: skip
+        return cached[1]
 
     def _bins(self, dwell_s: float, nsamples: int) -> np.ndarray:
         if self.b0_max_ppm <= 0:
@@ -156,8 +165,7 @@ class StreamingGridder(Gadget):
             self.counts[echo] = 0
         weights = self._dcf(item, traj, lo, hi)
         if self.k_window_beta > 0:
-            kr = np.linalg.norm(traj, axis=1)
-            weights = weights * kaiser_window(kr, self.k_max, self.k_window_beta)
+            weights = weights * self._window(np.linalg.norm(traj, axis=1))
         grid.add(traj, data, weights)
         self.counts[echo] += 1
         self.template = item
