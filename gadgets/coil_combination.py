@@ -68,9 +68,11 @@ def _load_coil(path: Path) -> CoilModel | ReceiveProfile:
         desc = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"coil file {path}: {exc}") from exc
-    if isinstance(desc, dict) and "profile" in desc:
+    if not isinstance(desc, dict):
+        raise ValueError(f"coil file {path}: a JSON object is expected")
+    if "profile" in desc:
         return ReceiveProfile.from_dict(desc, str(path))
-    return CoilModel.from_json(path)
+    return CoilModel.from_dict(desc, str(path))
 
 
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -105,7 +105,11 @@ class CoilModel:
 
     @classmethod
     def from_json(cls, path: str | Path) -> CoilModel:
-        desc = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()), str(path))
+
+    @classmethod
+    def from_dict(cls, desc: dict, path: str = "") -> CoilModel:
+        """From a coil file's contents (``path``: where they came from, for messages)."""
         loops = desc.get("loops")
         if not loops:
             raise ValueError(f"{path}: a coil file needs a non-empty 'loops' list")
