@@ -20,8 +20,8 @@ from pathlib import Path
 import ismrmrd
 import numpy as np
 
-from gadgets.core.dicom import Geometry
-from gadgets.runtime.client import recon_file
+from gadgets.app.application import recon_file
+from gadgets.core.numerics.geometry import Geometry
 from gadgets.simulator.evaluate import psf_limited, roi_means, table
 from gadgets.simulator.scan import ScanDescription, simulate
 from gadgets.volumes import read_meta
@@ -57,10 +57,12 @@ def print_reference_table(
     ref = psf_limited(desc, kr, times, truth["te_ms"][0] * 1e-3, k_window_beta=k_window_beta)
     residual = volume - ref
     points = geom.points_mm()
-    print("against the PSF-limited reference (the phantom through this readout's T2* weighting,"
-          f" k_max and apodisation (Kaiser beta {k_window_beta:g}), no noise); noise SE: std of"
-          " (map - reference) in the 7^3 voxels around the ROI whose reference is within 10% of"
-          " the ROI's, / sqrt(ROI voxels):")  # fmt: skip
+    print(
+        "against the PSF-limited reference (the phantom through this readout's T2* weighting,"
+        f" k_max and apodisation (Kaiser beta {k_window_beta:g}), no noise); noise SE: std of"
+        " (map - reference) in the 7^3 voxels around the ROI whose reference is within 10% of"
+        " the ROI's, / sqrt(ROI voxels):"
+    )
     print(f"{'ROI':14s} {'reference':>9s} {'measured':>9s} {'error':>7s} {'SE':>5s}")
     errs = []
     rois = zip(measured, roi_means(ref, geom, truth_json), truth["rois"], strict=True)
@@ -80,8 +82,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scans", nargs="*", default=list(SCANS))
     parser.add_argument("--dir", default="sim", help="where simulated scans are kept")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a chain property (repeatable)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a chain property (repeatable)",
+    )
     args = parser.parse_args()
     overrides = dict(pair.split("=", 1) for pair in args.set)
     sim = Path(args.dir)
@@ -113,8 +120,9 @@ def main() -> None:
                 print_reference_table(img.data[0], geom, measured, raw, desc, beta)
             if meta.get("Units") == "Hz":
                 names = list(truth["label_names"])
-                brain = np.isin(truth["labels"], [names.index(n) for n in
-                                                  ("white_matter", "grey_matter")])  # fmt: skip
+                brain = np.isin(
+                    truth["labels"], [names.index(n) for n in ("white_matter", "grey_matter")]
+                )
                 err = img.data[0] - truth["b0_hz"]
                 print(f"B0 map RMS error in brain: {np.sqrt(np.mean(err[brain] ** 2)):.2f} Hz")
         ds.close()

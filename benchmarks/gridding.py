@@ -28,8 +28,8 @@ import time
 import numba
 import numpy as np
 
-from gadgets.core.gridding import Nufft
-from gadgets.core.trajectory import directions, radial_3d
+from gadgets.core.numerics.nufft import Nufft
+from gadgets.core.numerics.trajectory import directions, radial_3d
 
 try:
     import ducc0
@@ -107,21 +107,28 @@ def methods(k, xyz, n: int, nthreads: int, nch: int):
         )
 
     def finufft_plan():
-        plan = finufft.Plan(1, shape, n_trans=nch, eps=1e-3, isign=1, nthreads=nthreads,
-                            dtype="complex64")  # fmt: skip
+        plan = finufft.Plan(
+            1, shape, n_trans=nch, eps=1e-3, isign=1, nthreads=nthreads, dtype="complex64"
+        )
         plan.setpts(*xyz)
         return plan.execute
 
     def ducc_simple():
         out = np.empty((nch,) + shape, np.complex64)
         return lambda data: ducc0.nufft.nu2u(
-            points=data, coord=k, forward=False, epsilon=1e-3, nthreads=nthreads, out=out,
+            points=data,
+            coord=k,
+            forward=False,
+            epsilon=1e-3,
+            nthreads=nthreads,
+            out=out,
             periodicity=1.0,
-        )  # fmt: skip
+        )
 
     def ducc_plan():
-        plan = ducc0.nufft.plan(nu2u=True, coord=k, grid_shape=shape, epsilon=1e-3,
-                                nthreads=nthreads, periodicity=1.0)  # fmt: skip
+        plan = ducc0.nufft.plan(
+            nu2u=True, coord=k, grid_shape=shape, epsilon=1e-3, nthreads=nthreads, periodicity=1.0
+        )
         out = np.empty((nch,) + shape, np.complex64)
         return lambda data: np.stack(
             [plan.nu2u(points=data[c], forward=False, out=out[c]) for c in range(nch)]
@@ -158,10 +165,21 @@ def measure_memory(args) -> None:
 
 def memory_in_child(args, name: str, nch: int) -> float:
     cmd = [
-        sys.executable, __file__, "--memory-of", name, "--channels", str(nch),
-        "--threads", str(args.threads), "--spokes", str(args.spokes), "--samples",
-        str(args.samples), "--matrix", str(args.matrix),
-    ]  # fmt: skip
+        sys.executable,
+        __file__,
+        "--memory-of",
+        name,
+        "--channels",
+        str(nch),
+        "--threads",
+        str(args.threads),
+        "--spokes",
+        str(args.spokes),
+        "--samples",
+        str(args.samples),
+        "--matrix",
+        str(args.matrix),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return float(done.stdout.split()[-1])
 
@@ -198,9 +216,13 @@ def main() -> None:
     for nch in (1, 8):
         data = np.ascontiguousarray(data8[:nch])
         ref = finufft.nufft3d1(
-            *(c.astype(np.float64) for c in xyz), data.astype(np.complex128), (n, n, n),
-            eps=1e-9, isign=1, nthreads=nthreads,
-        ).reshape((nch, n, n, n))  # fmt: skip
+            *(c.astype(np.float64) for c in xyz),
+            data.astype(np.complex128),
+            (n, n, n),
+            eps=1e-9,
+            isign=1,
+            nthreads=nthreads,
+        ).reshape((nch, n, n, n))
         for name, prepare in methods(k, xyz, n, nthreads, nch).items():
             run = prepare()
             run(data)  # warm-up: compilation, plans, page faults

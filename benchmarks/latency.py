@@ -58,9 +58,11 @@ import h5py
 import ismrmrd
 import numpy as np
 
-from gadgets.demo import ServerProcess
+from gadgets.app.application import application
+from gadgets.app.server_process import ServerProcess
 from gadgets.runtime.chain import load_chain
 from gadgets.runtime.client import read_raw
+from gadgets.runtime.header import parse_header
 from gadgets.runtime.outputs import OutputFolder
 from gadgets.runtime.protocol import (
     Close,
@@ -72,8 +74,8 @@ from gadgets.runtime.protocol import (
     Response,
     Text,
 )
-from gadgets.runtime.protocols import chain_for_protocol
-from gadgets.runtime.runner import ChainRunner, parse_header
+from gadgets.runtime.protocol_map import chain_for_protocol
+from gadgets.runtime.runner import ChainRunner
 from gadgets.simulator.scan import ScanDescription, simulate
 
 DEFAULT_SCAN = "brain_7T_da3dpr_8ch_dualecho"
@@ -107,7 +109,7 @@ class Replay:
         self.writer = MessageWriter(self.sock.sendall)
         self.rfile = self.sock.makefile("rb")
         self.reader = MessageReader(self.rfile.read)
-        self.out = OutputFolder(out_dir)
+        self.out = OutputFolder(out_dir, application().dicom_hooks)
         self.timeout_s = timeout_s
         self.t_connect = time.perf_counter()
         self.sent = 0  # imaging readouts sent
@@ -347,10 +349,11 @@ def profile_finish(raw: Path, top: int = 25) -> None:
     """The chain on the whole scan in-process: per-step time during the stream and after the
     last readout (``finish``), then cProfile of ``finish`` in a second, identical run."""
     xml, _ = read_raw(raw)
-    entry = chain_for_protocol(xml)
+    chains = application().chains_dir
+    entry = chain_for_protocol(xml, chains)
 
     def run(profiler: cProfile.Profile | None):
-        runner = ChainRunner(load_chain(entry.chain), xml, entry.overrides)
+        runner = ChainRunner(load_chain(entry.chain, chains), xml, entry.overrides)
         spent: dict[tuple[str, str], float] = defaultdict(float)
         phase = ["stream"]
         for name, step in runner.steps:
@@ -433,7 +436,7 @@ def main() -> None:
     raw = ensure_scan(args.scan, sim)
     xml, _ = read_raw(raw)
     tr_s = tr_seconds(xml)
-    entry = chain_for_protocol(xml)
+    entry = chain_for_protocol(xml, application().chains_dir)
     work = sim / f"{args.scan}_latency"
     print(
         f"{args.scan}: chain {entry.chain} (protocol map), TR {tr_s * 1e3:g} ms, "

@@ -17,8 +17,8 @@ from pathlib import Path
 import ismrmrd
 import numpy as np
 
-from gadgets.core.dicom import Geometry
-from gadgets.runtime.client import recon_file
+from gadgets.app.application import recon_file
+from gadgets.core.numerics.geometry import Geometry
 from gadgets.simulator.evaluate import roi_means
 from gadgets.simulator.scan import ScanDescription, simulate
 from gadgets.volumes import read_meta
@@ -43,8 +43,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="sim", help="where simulated scans are kept")
     parser.add_argument("--scan", default="brain_7T_da3dpr_8ch_dualecho")
-    parser.add_argument("--radius-mm", type=float, nargs="+", default=[6.0, 10.0, 15.0],
-                        help="balls around the bump")  # fmt: skip
+    parser.add_argument(
+        "--radius-mm",
+        type=float,
+        nargs="+",
+        default=[6.0, 10.0, 15.0],
+        help="balls around the bump",
+    )
     args = parser.parse_args()
     sim = Path(args.dir)
     desc = ScanDescription.load(args.scan)
@@ -67,22 +72,31 @@ def main() -> None:
     for radius in args.radius_mm:
         ball = (dist_mm <= radius) & (truth["tsc_mM"] > 0)
         b0 = truth["b0_hz"][ball]
-        print(f"  ball of {radius:g} mm ({ball.sum()} voxels, B0 {b0.min():.0f} to"
-              f" {b0.max():.0f} Hz):")  # fmt: skip
+        print(
+            f"  ball of {radius:g} mm ({ball.sum()} voxels, B0 {b0.min():.0f} to"
+            f" {b0.max():.0f} Hz):"
+        )
         for name in ("no MFI", "MFI"):
             d = maps[name][ball] - ref[ball]
-            print(f"    {name:7s} ROI mean {d.mean():+6.2f}   voxels: mean |.|"
-                  f" {np.abs(d).mean():5.2f}   RMS {np.sqrt(np.mean(d**2)):5.2f}")  # fmt: skip
+            print(
+                f"    {name:7s} ROI mean {d.mean():+6.2f}   voxels: mean |.|"
+                f" {np.abs(d).mean():5.2f}   RMS {np.sqrt(np.mean(d**2)):5.2f}"
+            )
     rois = json.loads(truth_json.read_text())["rois"]
     dist = {r["name"]: float(np.linalg.norm(np.asarray(r["centre_mm"]) - bump)) for r in rois}
-    means = {k: {r.name: r.measured_mM for r in roi_means(v, geom, truth_json)}
-             for k, v in maps.items()}  # fmt: skip
-    print(f"  {'ROI':13s} {'to bump':>7s} {'no field':>8s} {'no MFI':>7s} {'MFI':>7s}"
-          f" {'error no MFI':>12s} {'error MFI':>9s}")  # fmt: skip
+    means = {
+        k: {r.name: r.measured_mM for r in roi_means(v, geom, truth_json)} for k, v in maps.items()
+    }
+    print(
+        f"  {'ROI':13s} {'to bump':>7s} {'no field':>8s} {'no MFI':>7s} {'MFI':>7s}"
+        f" {'error no MFI':>12s} {'error MFI':>9s}"
+    )
     for name in sorted(dist, key=dist.get):
         r, off, on = (means[k][name] for k in ("no field", "no MFI", "MFI"))
-        print(f"  {name:13s} {dist[name]:5.0f}mm {r:8.2f} {off:7.2f} {on:7.2f}"
-              f" {off - r:+12.2f} {on - r:+9.2f}")  # fmt: skip
+        print(
+            f"  {name:13s} {dist[name]:5.0f}mm {r:8.2f} {off:7.2f} {on:7.2f}"
+            f" {off - r:+12.2f} {on - r:+9.2f}"
+        )
 
 
 if __name__ == "__main__":

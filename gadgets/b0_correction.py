@@ -1,7 +1,7 @@
 """B0 correction: a field map from the first two echoes (or a file), then multi-frequency
-interpolation of every echo's MFI bins (:mod:`gadgets.core.b0`). Echo volumes are held until
-all echoes of the scan have arrived (``encodingLimits.contrast``), then leave corrected, one bin
-each, followed by the field map as its own series (``Hz``) when ``output_map`` is on.
+interpolation of every echo's MFI bins (:mod:`gadgets.core.numerics.b0`). Echo volumes are held
+until all echoes of the scan have arrived (``encodingLimits.contrast``), then leave corrected, one
+bin each, followed by the field map as its own series (``Hz``) when ``output_map`` is on.
 
 Without two echoes and without ``map_file``, the volumes pass through at their 0 Hz bin, with
 a warning: nothing is corrected.
@@ -14,9 +14,13 @@ import logging
 import ismrmrd
 import numpy as np
 
-from .core.b0 import field_map_hz, mfi_apply, mfi_weights
-from .runtime.gadget import Property
-from .volumes import EchoVolumesGadget, meta_floats, read_meta, volume_image
+from gadgets.core.numerics.b0 import field_map_hz, mfi_apply, mfi_weights
+from gadgets.echo_volumes import EchoVolumesGadget
+from gadgets.runtime.gadget import Property
+from gadgets.volume_meta import GriddedVolume
+from gadgets.volumes import read_meta, volume_image
+
+__all__ = ["B0Correction"]
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,9 @@ class B0Correction(EchoVolumesGadget):
 
     properties = {
         "map_file": Property(str, "", ".npy field map in Hz on the recon grid (nz, ny, nx)"),
-        "smoothing_fwhm_vox": Property(float, 2.0, "smoothing of the phase difference"),
+        "smoothing_fwhm_vox": Property(
+            float, 2.0, "smoothing of the phase difference, FWHM in voxels", low=0.0, high=20.0
+        ),
         "output_map": Property(bool, True, "also return the field map as a series"),
         "map_series_index": Property(int, 40, "image_series_index of the field map"),
     }
@@ -40,17 +46,19 @@ class B0Correction(EchoVolumesGadget):
             return fmap, f"file {self.map_file}"
         if 0 not in self.echoes or 1 not in self.echoes:
             return None, "none"
-        m0, m1 = read_meta(self.echoes[0]), read_meta(self.echoes[1])
-        if "SodiumEchoTimeS" not in m0 or "SodiumEchoTimeS" not in m1:
-            raise ValueError("the header's sequenceParameters lack the echo times (TE)")
-        dte = float(m1["SodiumEchoTimeS"]) - float(m0["SodiumEchoTimeS"])
-        fmap = field_map_hz(self.echoes[0].data[centre], self.echoes[1].data[centre], dte,
-                            self.smoothing_fwhm_vox)  # fmt: skip
+        te = [self._volume(e).require_echo_time("B0Correction") for e in (0, 1)]
+        dte = te[1] - te[0]
+        fmap = field_map_hz(
+            self.echoes[0].data[centre], self.echoes[1].data[centre], dte, self.smoothing_fwhm_vox
+        )
         return fmap, f"echoes 1-2 (dTE {dte * 1e3:.2f} ms)"
+
+    def _volume(self, echo: int) -> GriddedVolume:
+        return GriddedVolume.from_meta(read_meta(self.echoes[echo]), "B0Correction")
 
     def complete(self):
         first = self.echoes[min(self.echoes)]
-        bins = meta_floats(read_meta(first), "SodiumBinsHz")
+        bins = np.asarray(self._volume(min(self.echoes)).bins_hz)
         centre = int(np.argmin(np.abs(bins)))
         fmap, source = self._field_map(centre)
         if fmap is None:
@@ -61,30 +69,40 @@ class B0Correction(EchoVolumesGadget):
             lo, hi = np.percentile(fmap[tissue], [1, 99])
             log.info("B0 map from %s: %.1f to %.1f Hz (1-99%%)", source, lo, hi)
             if bins.size > 1 and (lo < bins[0] or hi > bins[-1]):
-                log.warning("B0 map exceeds the MFI bins (%.0f..%.0f Hz): raise b0_max_ppm",
-                            bins[0], bins[-1])  # fmt: skip
+                log.warning(
+                    "B0 map exceeds the MFI bins (%.0f..%.0f Hz): raise b0_max_ppm",
+                    bins[0],
+                    bins[-1],
+                )
         weights: dict[tuple[int, float], np.ndarray] = {}  # echoes of one readout share them
+        corrected = source if fmap is not None and bins.size > 1 else "none"
         for echo in sorted(self.echoes):
             img = self.echoes[echo]
-            meta = read_meta(img)
+            info = self._volume(echo)
             if fmap is None or bins.size == 1:
                 out = img.data[centre]
             else:
-                key = (int(float(meta["SodiumSamples"])), float(meta["SodiumDwellS"]))
+                key = (info.samples, info.dwell_s)
                 if key not in weights:
-                    weights[key] = mfi_weights(bins, fmap, np.arange(key[0]) * key[1])
+                    weights[key] = mfi_weights(bins, fmap, info.sample_times_s)
                 out = mfi_apply(img.data, weights[key])
-            meta["SodiumBinsHz"] = [0.0]
-            meta["SodiumB0Correction"] = source if fmap is not None and bins.size > 1 else "none"
+            meta = info.with_(bins_hz=(0.0,), b0_correction=corrected).to_meta()
             yield volume_image(out, img, meta, contrast=echo, series_index=img.image_series_index)
         if fmap is not None and self.output_map:
             yield volume_image(
-                fmap, first,
+                fmap,
+                first,
                 {
-                    "SeriesDescription": "Na23 B0 map [Hz]", "Units": "Hz", "LUTLabel": "B0",
-                    "ImageTypeValue3": "B0_MAP", "DataRole": "Quantitative",
-                    "GADGETRON_SeqDescription": "_B0MAP", "WindowCenter": "0",
-                    "WindowWidth": "200", "ImageComments": f"B0 from {source}",
+                    "SeriesDescription": "Na23 B0 map [Hz]",
+                    "Units": "Hz",
+                    "LUTLabel": "B0",
+                    "ImageTypeValue3": "B0_MAP",
+                    "DataRole": "Quantitative",
+                    "GADGETRON_SeqDescription": "_B0MAP",
+                    "WindowCenter": "0",
+                    "WindowWidth": "200",
+                    "ImageComments": f"B0 from {source}",
                 },
-                series_index=self.map_series_index, image_type=ismrmrd.IMTYPE_REAL,
-            )  # fmt: skip
+                series_index=self.map_series_index,
+                image_type=ismrmrd.IMTYPE_REAL,
+            )

@@ -3,10 +3,11 @@ one complex volume per echo, channels = MFI bins.
 
 ``method``:
 
-* ``adaptive`` (default): Walsh weights (:func:`gadgets.core.coils.walsh_weights`) from the
-  first echo's 0 Hz bin, applied unchanged to every echo and bin. One set of weights keeps the
-  combination linear, so the phase difference between echoes is the field's alone (B0 map) and
-  the MFI bins combine like the data would. Noise stays one complex Gaussian: no floor.
+* ``adaptive`` (default): Walsh weights
+  (:func:`gadgets.core.numerics.channel_combination.walsh_weights`) from the first echo's 0 Hz bin,
+  applied unchanged to every echo and bin. One set of weights keeps the combination linear, so the
+  phase difference between echoes is the field's alone (B0 map) and the MFI bins combine like the
+  data would. Noise stays one complex Gaussian: no floor.
 * ``sos``: root sum of squares, magnitude only (the B0 steps then have no phase to work with and
   only the 0 Hz bin is kept). Its noise floor: every channel adds its noise power, so a voxel
   without signal reads ~``sqrt(C)`` sigma (5.7 sigma with 32 channels) and low-SNR tissue is
@@ -16,63 +17,41 @@ one complex volume per echo, channels = MFI bins.
   array's receive profile stays in the image).
 
 Receive-bias correction (``coil_models``): ``adaptive`` and ``roemer`` leave the array's receive
-profile in the image (tubes near a loop several times brighter than mid-brain, which biases the
-tube calibration). When one of the listed coil files (:mod:`gadgets.core.coil_model`) has as many
-loops as the scan has channels, its fields are fitted to the channel volumes and the combination
-is Roemer's with those absolute sensitivities, which returns ``rho`` itself. The prewhitening
-matrix, when the prewhitener sends it (``send_whitening``), is consumed here and makes the fit
-one of channel gains only. A fit whose residual
-exceeds ``max_model_residual`` (wrong coil file, coil not where the file says) is not used: a
-warning, and ``method`` alone. A single-channel volume coil has no loops to fit; its receive
-profile, measured once on a uniform phantom (:mod:`gadgets.core.receive_profile`,
-``sodium-gadgets coil-profile``), is a coil file too: the image is divided by it.
+profile in the image (tubes near a loop several times brighter than mid-brain, which biases the tube
+calibration). When one of the listed coil files (:mod:`gadgets.core.receive.loop_model`) has as many
+loops as the scan has channels, its fields are fitted to the channel volumes and the combination is
+Roemer's with those absolute sensitivities, which returns ``rho`` itself. The prewhitening matrix,
+when the prewhitener sends it (``send_whitening``), is consumed here and makes the fit one of
+channel gains only. A fit whose residual exceeds ``max_model_residual`` (wrong coil file, coil not
+where the file says) is not used: a warning, and ``method`` alone. A single-channel volume coil has
+no loops to fit; its receive profile, measured once on a uniform phantom
+(:mod:`gadgets.core.receive.receive_profile`, ``sodium-gadgets coil-profile``), is a coil file too:
+the image is divided by it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import ismrmrd
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from .core.coil_model import CoilModel, fit_coil_model
-from .core.coils import roemer, sum_of_squares, walsh_weights
-from .core.dicom import Geometry
-from .core.receive_profile import ReceiveProfile
-from .runtime.chain import CHAINS_DIR
-from .runtime.gadget import Gadget, Property
-from .volumes import meta_floats, read_meta, volume_image
+from gadgets.core.numerics.channel_combination import roemer, sum_of_squares, walsh_weights
+from gadgets.core.numerics.geometry import Geometry
+from gadgets.core.receive.coil_file import find_coil_file, read_coil_file
+from gadgets.core.receive.loop_model import CoilModel, fit_coil_model
+from gadgets.core.receive.receive_profile import ReceiveProfile
+from gadgets.resources import chains_dir
+from gadgets.runtime.gadget import Gadget, Property
+from gadgets.runtime.notice import Notice
+from gadgets.volume_meta import GriddedVolume
+from gadgets.volumes import read_meta, volume_image
+
+__all__ = ["CoilCombiner"]
 
 log = logging.getLogger(__name__)
 _METHODS = ("adaptive", "sos", "roemer")
-
-
-def _coil_file(name: str) -> Path:
-    path = Path(name)
-    if path.suffix != ".json":
-        path = path.with_suffix(".json")
-    if not path.is_absolute() and not path.exists():
-        path = CHAINS_DIR / "coils" / path
-    if not path.exists():
-        known = ", ".join(sorted(p.stem for p in (CHAINS_DIR / "coils").glob("*.json")))
-        raise ValueError(f"coil file {name!r} not found (coils in chains/coils: {known})")
-    return path
-
-
-def _load_coil(path: Path) -> CoilModel | ReceiveProfile:
-    """A loop array's geometry, or a volume coil's measured receive profile."""
-    try:
-        desc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"coil file {path}: {exc}") from exc
-    if not isinstance(desc, dict):
-        raise ValueError(f"coil file {path}: a JSON object is expected")
-    if "profile" in desc:
-        return ReceiveProfile.from_dict(desc, str(path))
-    return CoilModel.from_dict(desc, str(path))
 
 
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -91,27 +70,34 @@ class CoilCombiner(Gadget):
     """Channel volumes -> one complex volume per echo (per MFI bin)."""
 
     properties = {
-        "method": Property(str, "adaptive", "adaptive, sos or roemer"),
-        "block": Property(int, 5, "adaptive: box size (voxels) of the local covariance"),
+        "method": Property(str, "adaptive", "coil combination", choices=_METHODS),
+        "block": Property(
+            int, 5, "adaptive: box size (voxels) of the local covariance", low=1, high=31
+        ),
         "coil_models": Property(
-            str, "", "coil files (chains/coils/NAME or paths), comma-separated; the one with as "
-            "many loops as the scan has channels removes the receive profile"
+            str,
+            "",
+            "coil files (chains/coils/NAME or paths), comma-separated; the one with as "
+            "many loops as the scan has channels removes the receive profile",
         ),
         "max_model_residual": Property(
-            float, 0.02, "coil-model fits leaving more of the signal unexplained are not used"
+            float,
+            0.02,
+            "coil-model fits leaving more of the signal unexplained are not used",
+            low=0.0,
+            high=1.0,
         ),
-    }  # fmt: skip
+    }
 
     def setup(self) -> None:
-        if self.method not in _METHODS:
-            raise ValueError(f"method must be one of {', '.join(_METHODS)}, not {self.method!r}")
         names = [n.strip() for n in self.coil_models.split(",") if n.strip()]
-        self.models = [_load_coil(_coil_file(n)) for n in names]
+        search = (*self.context.resource_dirs, chains_dir())
+        self.models = [read_coil_file(find_coil_file(n, search)) for n in names]
         self.weights: np.ndarray | None = None
         self.whitening: np.ndarray | None = None
         self._fields: tuple[Geometry, dict[int, np.ndarray]] | None = None
         self.combination = self.method
-        self.notices: list[str] = []
+        self.notices: list[Notice] = []
 
     def _geometry(self, item: ismrmrd.Image) -> Geometry:
         """The recon volume's geometry: matrix and FOV from the header, position and axes from
@@ -119,10 +105,13 @@ class CoilCombiner(Gadget):
         recon = self.header.encoding[0].reconSpace
         m, fov = recon.matrixSize, recon.fieldOfView_mm
         return Geometry(
-            (int(m.z), int(m.y), int(m.x)), (float(fov.x), float(fov.y), float(fov.z)),
-            tuple(item.position), tuple(item.read_dir), tuple(item.phase_dir),
+            (int(m.z), int(m.y), int(m.x)),
+            (float(fov.x), float(fov.y), float(fov.z)),
+            tuple(item.position),
+            tuple(item.read_dir),
+            tuple(item.phase_dir),
             tuple(item.slice_dir),
-        )  # fmt: skip
+        )
 
     def _precompute_fields(self, item: ismrmrd.Image) -> None:
         """The matching coil model's fields over the volume, both handednesses, computed when
@@ -152,8 +141,11 @@ class CoilCombiner(Gadget):
             profile = model(points)
             low = profile < 0.25  # outside what the phantom filled, a polynomial wanders
             if low.any():
-                log.warning("receive profile %s below 0.25 in %d voxels: clipped", model.name,
-                            int(low.sum()))  # fmt: skip
+                log.warning(
+                    "receive profile %s below 0.25 in %d voxels: clipped",
+                    model.name,
+                    int(low.sum()),
+                )
             self.combination = f"profile:{model.name}"
             return (1.0 / np.maximum(profile, 0.25))[None].astype(np.complex64)
         if self.whitening is None:
@@ -180,7 +172,7 @@ class CoilCombiner(Gadget):
     def _warn(self, text: str) -> None:
         """Logged, and sent to the client once (with the combined volume)."""
         log.warning(text)
-        self.notices.append(f"WARNING: {text}")
+        self.notices.append(Notice(text))
 
     def _weights(self, coils: np.ndarray) -> np.ndarray:
         if self.method == "adaptive":
@@ -198,16 +190,19 @@ class CoilCombiner(Gadget):
             self.whitening = np.asarray(item.data[0, 0], np.complex128)
             self._precompute_fields(item)
             return
-        if "SodiumCoils" not in meta:
-            yield item  # not a gridder volume
+        if not GriddedVolume.describes(item):
+            yield item
             return
-        bins = meta_floats(meta, "SodiumBinsHz")
-        ncoils = int(float(meta["SodiumCoils"]))
-        data = item.data.reshape((ncoils, bins.size) + item.data.shape[1:])
-        centre = int(np.argmin(np.abs(bins)))
+        info = GriddedVolume.from_meta(meta, "CoilCombiner")
+        if info.coils is None:
+            yield item  # combined already
+            return
+        ncoils, nbins = info.coils, len(info.bins_hz)
+        data = item.data.reshape((ncoils, nbins) + item.data.shape[1:])
+        centre = info.centre_bin
         if self.method == "sos":
             out = sum_of_squares(data[:, centre])[None].astype(np.complex64)
-            meta["SodiumBinsHz"] = [0.0]
+            info = info.with_(bins_hz=(0.0,))
         else:
             if self.weights is None:
                 self.weights = self._model_weights(data[:, centre], item) if self.models else None
@@ -215,12 +210,16 @@ class CoilCombiner(Gadget):
                     self.weights = self._weights(data[:, centre])
                 log.info("coil combination: %s over %d channels", self.combination, ncoils)
             if self.method == "roemer" and self.combination == "roemer":
-                out = np.stack([roemer(data[:, b], self.weights) for b in range(bins.size)])
+                out = np.stack([roemer(data[:, b], self.weights) for b in range(nbins)])
             else:
                 out = np.einsum("c...,cb...->b...", self.weights.conj(), data)
-        del meta["SodiumCoils"]
-        meta["SodiumCombination"] = self.combination
+        combined = info.with_(coils=None, combination=self.combination).to_meta()
         yield from self.notices
         self.notices.clear()
-        yield volume_image(out.astype(np.complex64), item, meta, contrast=item.contrast,
-                           series_index=item.image_series_index)  # fmt: skip
+        yield volume_image(
+            out.astype(np.complex64),
+            item,
+            combined,
+            contrast=item.contrast,
+            series_index=item.image_series_index,
+        )

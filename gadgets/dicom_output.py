@@ -1,5 +1,5 @@
 """DICOM output: every reconstructed image volume becomes a DICOM series (MR Image Storage, one
-file per slice, see :mod:`gadgets.core.dicom`), delivered
+file per slice, see :mod:`gadgets.core.output.dicom_series`), delivered
 
 * ``stream``: back to the client over the connection (message 1018; ``sodium-gadgets send``
   writes the files to its output folder) -- embedded server and ``recon`` only;
@@ -12,21 +12,20 @@ What a volume is comes from its ISMRMRD meta (``attribute_string``): ``SeriesDes
 ``Units`` (UCUM: ``mmol/L``, ``Hz``, ``1``), ``WindowCenter``/``WindowWidth``, ``ImageComments``;
 without meta it is an uncalibrated sodium image in arbitrary units.
 
-A QA picture (meta ``DataRole=QA``, an RGB image from :func:`gadgets.volumes.picture_image`, made
-by ``TscCalibration``) becomes one Secondary Capture file (8-bit RGB,
-:func:`gadgets.core.dicom.secondary_capture_dataset`, same patient, study and frame of reference
-as the maps), ``seriesNNN_0001.dcm``, delivered like any series; with ``folder`` the picture is
-also written as ``seriesNNN_0001.png`` beside it (atomically). ``stream`` clients write the PNG
-themselves from the DICOM file (:class:`gadgets.runtime.outputs.OutputFolder`). Under a real
-Gadgetron,
-use ``deliver=folder`` or ``pacs`` and keep ``pass_images`` on: Gadgetron returns the ISMRMRD
-images itself (or converts them with its DicomFinishGadget).
+A QA picture (meta ``DataRole=QA``, an RGB image from :func:`gadgets.volumes.picture_image`, made by
+``TscCalibration``) becomes one Secondary Capture file (8-bit RGB,
+:func:`gadgets.core.output.dicom_series.secondary_capture_dataset`, same patient, study and frame of
+reference as the maps), ``seriesNNN_0001.dcm``, delivered like any series; with ``folder`` the
+picture is also written as ``seriesNNN_0001.png`` beside it (atomically). ``stream`` clients write
+the PNG themselves from the DICOM file (:class:`gadgets.runtime.outputs.OutputFolder`). Under a real
+Gadgetron, use ``deliver=folder`` or ``pacs`` and keep ``pass_images`` on: Gadgetron returns the
+ISMRMRD images itself (or converts them with its DicomFinishGadget).
 
 ``parametric_map`` (default ``false``): a quantitative map (meta ``Units=mmol/L`` and
-``DataRole=Quantitative``: the TSC map, and the 23NaR map) is also delivered as a DICOM
-Parametric Map, the exact float32 values in one multi-frame file
-(:func:`gadgets.core.dicom_pmap.parametric_map_dataset`), derived from the MR series just made:
-series number + 1000 (``series1010_0001.dcm`` for TSC series 10), description + `` float``.
+``DataRole=Quantitative``: the TSC map, and the 23NaR map) is also delivered as a DICOM Parametric
+Map, the exact float32 values in one multi-frame file
+(:func:`gadgets.core.output.dicom_pmap.parametric_map_dataset`), derived from the MR series just
+made: series number + 1000 (``series1010_0001.dcm`` for TSC series 10), description + `` float``.
 """
 
 from __future__ import annotations
@@ -38,20 +37,19 @@ from pathlib import Path
 import ismrmrd
 import numpy as np
 
-from .core.cache import cache_dir
-from .core.dicom import (
-    Geometry,
-    SeriesInfo,
-    encode_series,
-    secondary_capture_dataset,
-    series_datasets,
-    write_files,
-)
-from .core.qa import write_png
-from .runtime.gadget import Gadget, Property
-from .runtime.pacs import PacsTarget, c_store
-from .runtime.protocol import DicomFile
-from .volumes import picture_rgb
+from gadgets.core.cache import cache_dir
+from gadgets.core.numerics.geometry import Geometry
+from gadgets.core.output.dicom_encoder import encode_series
+from gadgets.core.output.dicom_files import write_files
+from gadgets.core.output.dicom_series import SeriesInfo, secondary_capture_dataset, series_datasets
+from gadgets.core.output.qa import write_png
+from gadgets.runtime.gadget import Gadget, Property
+from gadgets.runtime.notice import Notice
+from gadgets.runtime.pacs import PacsTarget, c_store
+from gadgets.runtime.protocol import DicomFile
+from gadgets.volumes import picture_rgb
+
+__all__ = ["DicomOutput"]
 
 log = logging.getLogger(__name__)
 _DELIVERIES = {"stream", "folder", "pacs"}
@@ -131,7 +129,7 @@ class DicomOutput(Gadget):
         datasets = series_datasets(volume, Geometry.from_image(item), self.header_xml, info)
         yield from self._deliver(datasets, info)
         if self.parametric_map and unit == "mmol/L" and meta.get("DataRole") == "Quantitative":
-            from .core.dicom_pmap import parametric_map_dataset
+            from gadgets.core.output.dicom_pmap import parametric_map_dataset
 
             pmap = parametric_map_dataset(volume, datasets, info)
             pinfo = dataclasses.replace(
@@ -173,9 +171,12 @@ class DicomOutput(Gadget):
             if not files:  # PACS-only: keep a copy where it can be found if the PACS is down
                 files = write_files(encoded, cache_dir("undelivered"), prefix)
             target = PacsTarget(
-                self.pacs_host, self.pacs_port, self.pacs_ae_title, self.calling_ae_title,
+                self.pacs_host,
+                self.pacs_port,
+                self.pacs_ae_title,
+                self.calling_ae_title,
                 self.pacs_timeout_s,
-            )  # fmt: skip
+            )
             report = c_store(files, target)
             if report.error:
-                yield f"DicomOutput: {report.error}; files kept in {files[0].parent}"
+                yield Notice(f"DicomOutput: {report.error}; files kept in {files[0].parent}")

@@ -7,19 +7,19 @@ volume per echo leaves at the end, channels ``coil * n_bins + bin``.
   exact for DA-3DPR, 3DPR and TPI) or ``pipe_menon`` (iterative, for any trajectory; needs the
   whole trajectory from the header; cached on disk by trajectory).
 * Apodisation ``k_window_beta``: each sample's weight is multiplied by a radial Kaiser window of
-  this ``beta`` (:mod:`gadgets.core.apodization`; 0: a sharp cut-off at ``k_max``, whose ringing
-  focuses in round structures). The window travels in the meta (``SodiumKWindowBeta``,
-  ``SodiumKMax``) so the calibration's tube templates carry it too.
+  this ``beta`` (:mod:`gadgets.core.numerics.apodization`; 0: a sharp cut-off at ``k_max``, whose
+  ringing focuses in round structures). The window travels in the meta
+  (:class:`gadgets.volume_meta.GriddedVolume`) so the calibration's tube templates carry it too.
 * ``discard_pre``/``discard_post`` samples are dropped. Repetitions/averages land on the same
   grid (summed, and divided by their count at the end).
 * Off-resonance bins for MFI (``b0_max_ppm > 0``): each readout is demodulated at every bin
-  frequency (:func:`gadgets.core.b0.mfi_frequencies`) and all bins are gridded in one pass as
-  extra channels, so B0 correction costs no pass over the data at the end. Memory per grid
-  (logged): ``(G N + 6)^3 x coils x bins x 8`` bytes per echo; oversampling 1.5 keeps the
-  8-channel, 5-bin, 2-echo 7T scan at ~0.6 GB.
+  frequency (:func:`gadgets.core.numerics.b0.mfi_frequencies`) and all bins are gridded in one pass
+  as extra channels, so B0 correction costs no pass over the data at the end. Memory per grid
+  (logged): ``(G N + 6)^3 x coils x bins x 8`` bytes per echo; oversampling 1.5 keeps the 8-channel,
+  5-bin, 2-echo 7T scan at ~0.6 GB.
 * Degraded input, documented: a readout with NaN or infinite samples is dropped (up to
   ``max_bad_fraction`` of the scan; more is an error), a scan cut short is reconstructed from
-  what arrived; both are logged and sent to the client as a ``WARNING:`` text with the counts.
+  what arrived; both are logged and sent to the client as a notice with the counts.
 """
 
 from __future__ import annotations
@@ -29,13 +29,17 @@ import logging
 import ismrmrd
 import numpy as np
 
-from .core.apodization import kaiser_window
-from .core.b0 import mfi_frequencies
-from .core.density import pipe_menon, radial_dcf
-from .core.gridding import GridAccumulator
-from .core.trajectory import trajectory_description
-from .runtime.gadget import Gadget, Property
-from .volumes import volume_image
+from gadgets.core.numerics.apodization import kaiser_window
+from gadgets.core.numerics.b0 import mfi_frequencies
+from gadgets.core.numerics.density import pipe_menon, radial_dcf
+from gadgets.core.numerics.nufft import GridAccumulator
+from gadgets.core.numerics.trajectory import trajectory_description
+from gadgets.runtime.gadget import Gadget, Property
+from gadgets.runtime.notice import Notice
+from gadgets.volume_meta import GriddedVolume
+from gadgets.volumes import volume_image
+
+__all__ = ["StreamingGridder"]
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +48,41 @@ class StreamingGridder(Gadget):
     """Grid readouts per echo (and MFI bin) as they arrive; channel volumes at the end."""
 
     properties = {
-        "oversampling": Property(float, 1.5, "grid oversampling (1.25-2)"),
-        "kernel_width": Property(int, 5, "Kaiser-Bessel width, grid cells"),
-        "dcf": Property(str, "analytic", "density compensation: analytic or pipe_menon"),
-        "k_window_beta": Property(
-            float, 0.0, "apodisation: Kaiser window beta on |k| / k_max (0: sharp cut-off)"
+        "oversampling": Property(float, 1.5, "grid oversampling (1.25-2)", low=1.0, high=4.0),
+        "kernel_width": Property(int, 5, "Kaiser-Bessel width, grid cells", low=2, high=16),
+        "dcf": Property(
+            str, "analytic", "density compensation", choices=("analytic", "pipe_menon")
         ),
-        "b0_max_ppm": Property(float, 0.0, "MFI bins span +- this (0: no B0 correction)"),
-        "mfi_max_cycles": Property(float, 0.5, "phase between MFI bins over the readout"),
+        "k_window_beta": Property(
+            float,
+            0.0,
+            "apodisation: Kaiser window beta on |k| / k_max (0: sharp cut-off)",
+            low=0.0,
+            high=50.0,
+        ),
+        "b0_max_ppm": Property(
+            float, 0.0, "MFI bins span +- this, ppm (0: no B0 correction)", low=0.0, high=20.0
+        ),
+        "mfi_max_cycles": Property(
+            float, 0.5, "phase between MFI bins over the readout, cycles", low=0.05, high=2.0
+        ),
         "fft_effort": Property(
             str,
             "estimate",
             "FFTW planning: estimate, or measure (faster end-of-scan FFTs; "
             "the plans are kept as wisdom in the cache, so the planning is paid once per machine)",
+            choices=("estimate", "measure", "patient"),
         ),
         "max_bad_fraction": Property(
-            float, 0.01, "readouts with NaN/Inf: dropped up to this fraction, then an error"
+            float,
+            0.01,
+            "readouts with NaN/Inf: dropped up to this fraction, then an error",
+            low=0.0,
+            high=1.0,
         ),
     }
 
     def setup(self) -> None:
-        if self.dcf not in ("analytic", "pipe_menon"):
-            raise ValueError(f"dcf must be analytic or pipe_menon, not {self.dcf!r}")
-        if not 0.0 <= self.k_window_beta <= 50.0:
-            raise ValueError(f"k_window_beta must be between 0 and 50, not {self.k_window_beta}")
-        if self.fft_effort not in ("estimate", "measure", "patient"):
-            raise ValueError(
-                f"fft_effort must be estimate, measure or patient, not {self.fft_effort!r}"
-            )
         enc = self.header.encoding[0]
         m = enc.reconSpace.matrixSize
         self.matrix = (int(m.z), int(m.y), int(m.x))
@@ -92,7 +103,7 @@ class StreamingGridder(Gadget):
         self._window_cache: tuple[np.ndarray, np.ndarray] | None = None
         self.dwell_s = 0.0
         self.dropped = 0
-        self.notices: list[str] = []
+        self.notices: list[Notice] = []
 
     def _trajectory(self, acq: ismrmrd.Acquisition) -> np.ndarray:
         if acq.trajectory_dimensions == 3:
@@ -111,8 +122,12 @@ class StreamingGridder(Gadget):
                 raise ValueError("dcf=pipe_menon needs the header's trajectoryDescription")
             full = self.described.trajectory()
             result = pipe_menon(full, self.matrix[::-1])
-            log.info("Pipe-Menon weights: %d iterations, residual %.2g%s", result.iterations,
-                     result.residual, " (cached)" if result.cached else "")  # fmt: skip
+            log.info(
+                "Pipe-Menon weights: %d iterations, residual %.2g%s",
+                result.iterations,
+                result.residual,
+                " (cached)" if result.cached else "",
+            )
             self._pm_weights = result.weights
         return self._pm_weights[acq.idx.kspace_encode_step_1][lo:hi]
 
@@ -120,16 +135,19 @@ class StreamingGridder(Gadget):
         """The Kaiser window at the readout's radii; radial readouts share theirs (kept)."""
         cached = self._window_cache
         if cached is None or not np.array_equal(cached[0], k_radius):
-            cached = self._window_cache = (k_radius, kaiser_window(k_radius, self.k_max,
-                                                                   self.k_window_beta))  # fmt: skip
+            cached = self._window_cache = (
+                k_radius,
+                kaiser_window(k_radius, self.k_max, self.k_window_beta),
+            )
         return cached[1]
 
     def _bins(self, dwell_s: float, nsamples: int) -> np.ndarray:
         if self.b0_max_ppm <= 0:
             return np.zeros(1)
         larmor = float(self.header.experimentalConditions.H1resonanceFrequency_Hz)
-        bins = mfi_frequencies(self.b0_max_ppm * larmor * 1e-6, nsamples * dwell_s,
-                               self.mfi_max_cycles)  # fmt: skip
+        bins = mfi_frequencies(
+            self.b0_max_ppm * larmor * 1e-6, nsamples * dwell_s, self.mfi_max_cycles
+        )
         log.info("MFI: %d bins from %.1f to %.1f Hz", bins.size, bins[0], bins[-1])
         return bins
 
@@ -159,8 +177,13 @@ class StreamingGridder(Gadget):
         echo = item.idx.contrast
         grid = self.grids.get(echo)
         if grid is None:
-            grid = GridAccumulator(self.matrix, data.shape[0], oversampling=self.oversampling,
-                                   width=self.kernel_width, fft_effort=self.fft_effort)  # fmt: skip
+            grid = GridAccumulator(
+                self.matrix,
+                data.shape[0],
+                oversampling=self.oversampling,
+                width=self.kernel_width,
+                fft_effort=self.fft_effort,
+            )
             self.grids[echo] = grid
             self.counts[echo] = 0
         weights = self._dcf(item, traj, lo, hi)
@@ -202,25 +225,25 @@ class StreamingGridder(Gadget):
 
     def _notice(self, text: str) -> None:
         log.warning(text)
-        self.notices.append(f"WARNING: {text}")
+        self.notices.append(Notice(text))
 
     def finish(self):
-        te_ms = list(self.header.sequenceParameters.TE or [])
+        seq = self.header.sequenceParameters
+        te_ms = list(seq.TE or []) if seq is not None else []
         for echo, image in self._echo_images():
-            meta = {
-                "fov_mm": self.fov_mm,
-                "SodiumBinsHz": list(self.bins_hz),
-                "SodiumDwellS": self.dwell_s,
-                "SodiumSamples": len(self.k_radius),
-                "SodiumKRadius": [f"{k:.5f}" for k in self.k_radius],
-                "SodiumKMax": self.k_max,
-                "SodiumKWindowBeta": self.k_window_beta,
-                "SodiumCoils": image.shape[0] // self.bins_hz.size,
-                "SodiumReadouts": self.counts[echo],
-            }
-            if echo < len(te_ms):
-                meta["SodiumEchoTimeS"] = float(te_ms[echo]) * 1e-3
-            log.info("gridded echo %d: %d readouts, %d channels", echo, self.counts[echo],
-                     image.shape[0])  # fmt: skip
+            info = GriddedVolume(
+                bins_hz=tuple(float(f) for f in self.bins_hz),
+                dwell_s=self.dwell_s,
+                k_radius_cpp=tuple(float(k) for k in self.k_radius),
+                k_max_cpp=self.k_max,
+                k_window_beta=self.k_window_beta,
+                readouts=self.counts[echo],
+                echo_time_s=float(te_ms[echo]) * 1e-3 if echo < len(te_ms) else None,
+                coils=image.shape[0] // self.bins_hz.size,
+            )
+            meta = {"fov_mm": self.fov_mm, **info.to_meta()}
+            log.info(
+                "gridded echo %d: %d readouts, %d channels", echo, self.counts[echo], image.shape[0]
+            )
             yield volume_image(image, self.template, meta, contrast=echo, series_index=100 + echo)
         yield from self.notices

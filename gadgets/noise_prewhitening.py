@@ -1,5 +1,5 @@
 """Noise prewhitening gadget: collects the noise scans (which come first), and whitens every
-imaging readout with :func:`gadgets.core.noise.whitening_matrix` (dwell scaling included).
+imaging readout with :func:`gadgets.core.numerics.noise.whitening_matrix` (dwell scaling included).
 Noise readouts are consumed. Without noise scans the data pass through unchanged, with a
 warning in the log: coil combination then assumes uncorrelated channels of equal noise.
 
@@ -16,9 +16,11 @@ import logging
 import ismrmrd
 import numpy as np
 
-from .core.noise import noise_covariance, whitening_matrix
-from .runtime.gadget import Gadget, Property
-from .volumes import volume_image
+from gadgets.core.numerics.noise import noise_covariance, whitening_matrix
+from gadgets.runtime.gadget import Gadget, Property
+from gadgets.volumes import volume_image
+
+__all__ = ["NoisePrewhitener"]
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +42,10 @@ class NoisePrewhitener(Gadget):
         samples = sum(n.shape[1] for n in self.noise)
         if samples < self.min_noise_samples:
             log.warning(
-                "only %d noise samples (< %d): data are not prewhitened", samples,
+                "only %d noise samples (< %d): data are not prewhitened",
+                samples,
                 self.min_noise_samples,
-            )  # fmt: skip
+            )
             return
         psi = noise_covariance(np.concatenate(self.noise, axis=1))
         self.whitening = whitening_matrix(psi, self.noise_dwell_s, data_dwell_s).astype(
@@ -51,8 +54,11 @@ class NoisePrewhitener(Gadget):
         gains = np.sqrt(np.real(np.diag(psi)))
         log.info(
             "prewhitening %d channels from %d noise samples (noise gains %.3g..%.3g)",
-            psi.shape[0], samples, gains.min(), gains.max(),
-        )  # fmt: skip
+            psi.shape[0],
+            samples,
+            gains.min(),
+            gains.max(),
+        )
         self.noise.clear()
 
     def process(self, item):

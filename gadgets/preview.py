@@ -11,10 +11,12 @@ import logging
 import ismrmrd
 import numpy as np
 
-from .core.coils import sum_of_squares
-from .gridding import StreamingGridder
-from .runtime.gadget import Property
-from .volumes import volume_image
+from gadgets.core.numerics.channel_combination import sum_of_squares
+from gadgets.gridding import StreamingGridder
+from gadgets.runtime.gadget import Property
+from gadgets.volumes import volume_image
+
+__all__ = ["SumOfSquaresPreview"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,11 @@ class SumOfSquaresPreview(StreamingGridder):
             magnitude = sum_of_squares(image).astype(np.float32)
             log.info("preview echo %d: %s", echo, magnitude.shape)
             yield volume_image(
-                magnitude, self.template, {"fov_mm": self.fov_mm}, contrast=echo,
-                series_index=self.series_index + echo, image_type=ismrmrd.IMTYPE_MAGNITUDE,
-            )  # fmt: skip
+                magnitude,
+                self.template,
+                {"fov_mm": self.fov_mm},
+                contrast=echo,
+                series_index=self.series_index + echo,
+                image_type=ismrmrd.IMTYPE_MAGNITUDE,
+            )
         yield from self.notices

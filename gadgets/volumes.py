@@ -1,15 +1,7 @@
 """Volumes between gadgets: ``ismrmrd.Image`` (data ``(channels, nz, ny, nx)``) with geometry
-copied from the acquisitions and the facts later steps need in its meta (``attribute_string``),
-so the same steps can run as separate ``<external>`` processes of a real Gadgetron, where only
-ISMRMRD types travel between them.
-
-Meta keys used between the sodium gadgets (values are text, lists where noted):
-
-* ``SodiumBinsHz`` (list): the MFI demodulation frequency of each bin; channel index is
-  ``coil * n_bins + bin`` from the gridder, ``bin`` after coil combination;
-* ``SodiumDwellS``, ``SodiumSamples``: readout timing; ``SodiumKRadius`` (list): ``|k|`` in
-  cycles/pixel of each sample of one readout (for calibration templates);
-* ``SodiumEchoTimeS``, ``SodiumCoils``.
+copied from the acquisitions and the facts later steps need in its meta (``attribute_string``;
+the sodium steps' keys are :mod:`gadgets.volume_meta`), so the same steps can run as separate
+``<external>`` processes of a real Gadgetron, where only ISMRMRD types travel between them.
 
 Pictures (the calibration QA picture, meta ``DataRole=QA``) travel as RGB images
 (:func:`picture_image`): ``image_type`` ``IMTYPE_RGB``, 3 channels (R, G, B) of ``uint16``
@@ -22,7 +14,7 @@ from __future__ import annotations
 import ismrmrd
 import numpy as np
 
-from .runtime.gadget import Gadget
+__all__ = ["picture_image", "picture_rgb", "read_meta", "volume_image"]
 
 _GEOMETRY = ("position", "read_dir", "phase_dir", "slice_dir", "patient_table_position")
 
@@ -91,41 +83,3 @@ def read_meta(image: ismrmrd.Image) -> dict[str, object]:
         return {}
     meta = ismrmrd.Meta.deserialize(image.attribute_string)
     return {k: meta[k] for k in meta.keys()}
-
-
-def meta_floats(meta: dict[str, object], key: str) -> np.ndarray:
-    """A numeric meta value as a 1D float array (a single value gives length 1)."""
-    if key not in meta:
-        raise ValueError(f"image meta lacks {key!r}: was the volume made by the sodium gridder?")
-    value = meta[key]
-    return np.atleast_1d(np.asarray(value if isinstance(value, list) else [value], np.float64))
-
-
-class EchoVolumesGadget(Gadget):
-    """Base of the steps that need all echoes of the scan at once: echo volumes from the
-    gridder (meta ``SodiumBinsHz``) are held until ``encodingLimits.contrast`` of them have
-    arrived (or the stream ends), then :meth:`complete` yields the results. Other items pass."""
-
-    def setup(self) -> None:
-        limits = self.header.encoding[0].encodingLimits.contrast
-        self.necho = int(limits.maximum) + 1 if limits is not None else 1
-        self.echoes: dict[int, ismrmrd.Image] = {}
-
-    def process(self, item):
-        if not isinstance(item, ismrmrd.Image) or "SodiumBinsHz" not in read_meta(item):
-            yield item
-            return
-        self.echoes[int(item.contrast)] = item
-        if len(self.echoes) == self.necho:
-            yield from self._flush()
-
-    def finish(self):
-        if self.echoes:
-            yield from self._flush()
-
-    def _flush(self):
-        yield from self.complete()
-        self.echoes.clear()
-
-    def complete(self):
-        raise NotImplementedError

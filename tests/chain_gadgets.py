@@ -23,7 +23,7 @@ class Counter(Gadget):
     properties = {
         "every": Property(int, 1),
         "strict": Property(bool, False),
-        "levels": Property(tuple, (1.0,)),
+        "levels": Property(list[float], (1.0,)),
     }
 
     def setup(self):
@@ -38,7 +38,7 @@ class Counter(Gadget):
 
 
 class Needs(Gadget):
-    properties = {"tube_concentrations_mM": Property(tuple)}
+    properties = {"tube_concentrations_mM": Property(list[float])}
 
 
 class Explodes(Gadget):

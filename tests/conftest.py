@@ -83,7 +83,7 @@ def recon_scan(tmp_path_factory: pytest.TempPathFactory, name: str):
     ``SeriesDescription``."""
     import ismrmrd
 
-    from gadgets.runtime.client import recon_file
+    from gadgets.app.application import recon_file
     from gadgets.simulator.scan import ScanDescription, simulate
     from gadgets.volumes import read_meta
 

@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from conftest import recon_scan, require_tool
 
-from gadgets.core.dicom import Geometry, read_series
+from gadgets.app.application import application, recon_file
+from gadgets.core.numerics.geometry import Geometry
+from gadgets.core.output.dicom_files import read_series
 from gadgets.runtime.chain import load_chain
-from gadgets.runtime.client import read_raw, recon_file
-from gadgets.runtime.protocols import chain_for_protocol
+from gadgets.runtime.client import read_raw
+from gadgets.runtime.notice import Notice
+from gadgets.runtime.protocol_map import chain_for_protocol
 from gadgets.runtime.runner import ChainRunner
 from gadgets.simulator.evaluate import roi_means
 from gadgets.simulator.scan import ScanDescription, simulate
@@ -79,8 +82,10 @@ def test_sodium_tsc_b0_on_a_dual_echo_scan(dual_echo):
     assert abs(err["white_matter"]) <= 3.0, err
     # 23NaR removes the long-T2* fluid signal: CSF/vitreous fall far below brain's share
     nar = images["Na23 23NaR [mmol/L eq]"]
-    means = {r.name: r.measured_mM for r in roi_means(
-        nar.data[0], Geometry.from_image(nar), sim / "tiny_b0_truth.json")}  # fmt: skip
+    means = {
+        r.name: r.measured_mM
+        for r in roi_means(nar.data[0], Geometry.from_image(nar), sim / "tiny_b0_truth.json")
+    }
     assert means["vitreous"] < 0.5 * means["white_matter"] * 140 / 33
 
 
@@ -113,8 +118,9 @@ def _run_chain(path, keep=lambda i, acq: acq):
     """The protocol's chain on a file in-process, each readout through ``keep`` (None: not
     sent): the returned images by series description, and the texts for the client."""
     xml, items = read_raw(path)
-    entry = chain_for_protocol(xml)
-    runner = ChainRunner(load_chain(entry.chain), xml, entry.overrides)
+    chains = application().chains_dir
+    entry = chain_for_protocol(xml, chains)
+    runner = ChainRunner(load_chain(entry.chain, chains), xml, entry.overrides)
     out = []
     for i, acq in enumerate(items):
         acq = keep(i, acq)
@@ -122,7 +128,7 @@ def _run_chain(path, keep=lambda i, acq: acq):
             out += runner.push(acq)
     out += runner.finish()
     images = {read_meta(m)["SeriesDescription"]: m for m in out if isinstance(m, ismrmrd.Image)}
-    return images, [m for m in out if isinstance(m, str)]
+    return images, [m.text for m in out if isinstance(m, Notice)]
 
 
 def test_degraded_input_nan_readouts_and_a_cut_short_scan(birdcage):
@@ -161,8 +167,8 @@ def test_bad_chain_properties_are_refused_with_their_reason(tmp_path_factory):
     simulate(ScanDescription.load("tiny"), sim)
     for overrides, reason in (
         ({"tube_concentrations_mM": "30"}, "2 to 8 values"),
-        ({"method": "magic"}, "adaptive, sos, roemer"),
-        ({"dcf": "voronoi"}, "analytic or pipe_menon"),
+        ({"method": "magic"}, "not one of adaptive, sos, roemer"),
+        ({"dcf": "voronoi"}, "not one of analytic, pipe_menon"),
     ):
         with pytest.raises(Exception, match=reason):
             recon_file(sim / "tiny.h5", sim / "out", "sodium_tsc_b0", overrides)

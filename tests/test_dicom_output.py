@@ -10,7 +10,7 @@ from conftest import require_tool
 from pydicom.uid import MRImageStorage
 from pynetdicom import AE, evt
 
-from gadgets.runtime.client import recon_file
+from gadgets.app.application import recon_file
 from gadgets.simulator.scan import ScanDescription, simulate
 
 
@@ -58,15 +58,31 @@ def test_cstore_to_dcmtk_storescp(tiny, tmp_path):
     received = tmp_path / "pacs"
     received.mkdir()
     proc = subprocess.Popen(
-        [storescp, "-aet", "PACS", "-od", str(received), "--acse-timeout", "10",
-         "--dimse-timeout", "10", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            storescp,
+            "-aet",
+            "PACS",
+            "-od",
+            str(received),
+            "--acse-timeout",
+            "10",
+            "--dimse-timeout",
+            "10",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.0)
         folder = tmp_path / "sent"
-        overrides = {"deliver": "folder,pacs", "folder": str(folder), "pacs_host": "127.0.0.1",
-                     "pacs_port": str(port), "pacs_timeout_s": "10"}  # fmt: skip
+        overrides = {
+            "deliver": "folder,pacs",
+            "folder": str(folder),
+            "pacs_host": "127.0.0.1",
+            "pacs_port": str(port),
+            "pacs_timeout_s": "10",
+        }
         out = recon_file(tiny, tmp_path / "rec", "sodium_preview", overrides)
         assert not out.texts  # no delivery problem reported
     finally:
@@ -95,8 +111,12 @@ def test_cstore_to_a_pynetdicom_server(tiny, tmp_path):
     )
     try:
         folder = tmp_path / "sent"
-        overrides = {"deliver": "folder,pacs", "folder": str(folder), "pacs_host": "127.0.0.1",
-                     "pacs_port": str(port)}  # fmt: skip
+        overrides = {
+            "deliver": "folder,pacs",
+            "folder": str(folder),
+            "pacs_host": "127.0.0.1",
+            "pacs_port": str(port),
+        }
         recon_file(tiny, tmp_path / "rec", "sodium_preview", overrides)
     finally:
         server.shutdown()
@@ -109,8 +129,13 @@ def test_cstore_to_a_pynetdicom_server(tiny, tmp_path):
 
 def test_pacs_down_keeps_files_and_the_scan(tiny, tmp_path):
     folder = tmp_path / "kept"
-    overrides = {"deliver": "folder,pacs", "folder": str(folder), "pacs_host": "127.0.0.1",
-                 "pacs_port": str(_free_port()), "pacs_timeout_s": "3"}  # fmt: skip
+    overrides = {
+        "deliver": "folder,pacs",
+        "folder": str(folder),
+        "pacs_host": "127.0.0.1",
+        "pacs_port": str(_free_port()),
+        "pacs_timeout_s": "3",
+    }
     t0 = time.perf_counter()
     out = recon_file(tiny, tmp_path / "rec", "sodium_preview", overrides)
     assert time.perf_counter() - t0 < 60

@@ -13,7 +13,7 @@ from pathlib import Path
 import ismrmrd
 import pytest
 
-from gadgets.cli import build_parser
+from gadgets.app.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -52,8 +52,9 @@ def test_every_sodium_gadgets_line_parses():
 def _run(script: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     wrapped = f"set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}"
-    return subprocess.run(["bash", "-c", wrapped], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        ["bash", "-c", wrapped], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_readme_demo_command(tmp_path):

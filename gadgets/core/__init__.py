@@ -1,6 +1,11 @@
-"""The numerical core: pure functions and small classes that know nothing of streams or sockets.
+"""The core: pure functions and small classes that know nothing of streams or sockets.
 
-One concept per module: :mod:`.trajectory`, :mod:`.density`, :mod:`.kernel`, :mod:`.gridding`,
-:mod:`.fft`, :mod:`.nudft` (exact reference), :mod:`.phantom` (analytic test objects),
-:mod:`.cache` (on-disk cache).
+* :mod:`.numerics`: trajectories, density compensation, NUFFT, noise, coil combination, B0,
+  relaxation, apodization, volume geometry;
+* :mod:`.receive`: removing a receive coil's profile (loop-array model, measured profile, coil
+  files);
+* :mod:`.calibration`: reference tubes found, measured and fitted
+  (:func:`.calibration.calibrate.calibrate`);
+* :mod:`.output`: what leaves the reconstruction: DICOM series and their encoding, the QA picture;
+* :mod:`.cache`: the on-disk cache of results that depend only on the protocol.
 """

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["array_key", "cache_dir", "load_arrays", "store_arrays"]
+
 
 def cache_dir(kind: str) -> Path:
     """The cache folder for one kind of entry, created on first use."""

@@ -19,14 +19,25 @@ message type itself.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gadget import Gadget, PropertyError
+from gadgets.runtime.context import StepContext
+from gadgets.runtime.gadget import Gadget, PropertyError
 
-CHAINS_DIR = Path(__file__).resolve().parents[2] / "chains"
+__all__ = [
+    "ChainError",
+    "ChainSpec",
+    "StepSpec",
+    "import_target",
+    "instantiate",
+    "load_chain",
+    "parse_chain",
+    "resolve_chain",
+]
 
 
 class ChainError(ValueError):
@@ -44,14 +55,17 @@ class StepSpec:
 
 @dataclass(frozen=True)
 class ChainSpec:
+    """A parsed chain: its name, steps, text, and the folder its file is in (None: sent as
+    text by a client)."""
+
     name: str
     steps: tuple[StepSpec, ...]
     xml: str
+    folder: Path | None = None
 
 
-def resolve_chain(name_or_path: str | Path, chains_dir: Path | None = None) -> Path:
-    """A chain file from a path, or a name in ``chains/`` with or without ``.xml``."""
-    chains_dir = chains_dir or CHAINS_DIR
+def resolve_chain(name_or_path: str | Path, chains_dir: Path) -> Path:
+    """A chain file from a path, or a name in ``chains_dir`` with or without ``.xml``."""
     path = Path(name_or_path)
     if path.exists():
         return path
@@ -90,9 +104,11 @@ def parse_chain(xml: str, name: str = "<text>") -> ChainSpec:
     return ChainSpec(name, tuple(steps), xml)
 
 
-def load_chain(name_or_path: str | Path, chains_dir: Path | None = None) -> ChainSpec:
+def load_chain(name_or_path: str | Path, chains_dir: Path) -> ChainSpec:
+    """The chain file ``name_or_path`` (see :func:`resolve_chain`), parsed."""
     path = resolve_chain(name_or_path, chains_dir)
-    return parse_chain(path.read_text(), path.stem)
+    spec = parse_chain(path.read_text(), path.stem)
+    return ChainSpec(spec.name, spec.steps, spec.xml, path.resolve().parent)
 
 
 def _strip_namespaces(root: ET.Element) -> ET.Element:
@@ -148,11 +164,15 @@ def instantiate(
     header: object,
     overrides: dict[str, str] | None = None,
     allowed_modules: tuple[str, ...] | None = None,
+    context: StepContext | None = None,
 ) -> list[tuple[str, Gadget]]:
     """Build every step of a chain for the embedded runner, with property overrides applied to
     each step that declares them. Errors name the chain, the step and the property.
     ``allowed_modules``: packages steps may come from (None: any; the server restricts them,
-    since importing a module runs its code)."""
+    since importing a module runs its code). ``context``: where the chain runs (each step gets
+    a copy naming itself; the chain's folder is added to its resource folders)."""
+    base = context or StepContext()
+    dirs = ((spec.folder,) if spec.folder else ()) + base.resource_dirs
     overrides = dict(overrides or {})
     used: set[str] = set()
     steps: list[tuple[str, Gadget]] = []
@@ -174,8 +194,9 @@ def instantiate(
             if key in cls.properties:
                 values[key] = value
                 used.add(key)
+        ctx = dataclasses.replace(base, chain=spec.name, step=step.name, resource_dirs=dirs)
         try:
-            steps.append((step.name, cls(header, **values)))
+            steps.append((step.name, cls(header, ctx, **values)))
         except (PropertyError, ValueError, AttributeError, TypeError) as exc:
             # a bad setting, or a header without what the step needs
             raise ChainError(f"chain {spec.name}: step {step.name!r}: {exc}") from exc

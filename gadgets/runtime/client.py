@@ -16,11 +16,23 @@ import h5py
 import ismrmrd
 import numpy as np
 
-from .chain import load_chain
-from .outputs import OutputFolder
-from .protocol import Close, DicomFile, Error, MessageReader, MessageWriter, ProtocolError, Text
-from .protocols import chain_for_protocol
-from .runner import ChainRunner
+from gadgets.runtime.application import Application
+from gadgets.runtime.chain import load_chain
+from gadgets.runtime.context import StepContext
+from gadgets.runtime.outputs import OutputFolder
+from gadgets.runtime.protocol import (
+    Close,
+    DicomFile,
+    Error,
+    MessageReader,
+    MessageWriter,
+    ProtocolError,
+    Text,
+)
+from gadgets.runtime.protocol_map import chain_for_protocol
+from gadgets.runtime.runner import ChainRunner
+
+__all__ = ["SendResult", "read_raw", "recon_file", "send_file"]
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +74,21 @@ def read_raw(path: str | Path) -> tuple[str, Iterator]:
 
 
 def recon_file(
-    path: str | Path, out_dir: str | Path, chain: str | None = None, overrides: dict | None = None
+    path: str | Path,
+    out_dir: str | Path,
+    app: Application,
+    chain: str | None = None,
+    overrides: dict | None = None,
 ) -> OutputFolder:
-    """Run a chain (by name or path; the protocol map's choice when None) on a file in-process."""
+    """Run a chain (by name or path; the protocol map's choice when None) on a file in-process,
+    with the chains of ``app``; what comes back lands in ``out_dir``."""
     xml, items = read_raw(path)
     overrides = dict(overrides or {})
     if chain is None:
-        entry = chain_for_protocol(xml)
+        entry = chain_for_protocol(xml, app.chains_dir)
         chain, overrides = entry.chain, {**entry.overrides, **overrides}
-    runner = ChainRunner(load_chain(chain), xml, overrides)
-    out = OutputFolder(out_dir)
+    runner = ChainRunner(load_chain(chain, app.chains_dir), xml, overrides, context=StepContext())
+    out = OutputFolder(out_dir, app.dicom_hooks)
     try:
         for item in items:
             for result in runner.push(item):
@@ -112,12 +129,14 @@ def send_file(
     config: str | None = None,
     config_file: str | Path | None = None,
     timeout_s: float = 600.0,
+    dicom_hooks: tuple = (),
 ) -> tuple[SendResult, OutputFolder]:
     """Stream a file's acquisitions to a server, like ``gadgetron_ismrmrd_client``, and collect
-    what comes back (images, DICOM files, text) while sending."""
+    what comes back (images, DICOM files, text) while sending; ``dicom_hooks`` run on each
+    DICOM file written (:class:`~gadgets.runtime.outputs.OutputFolder`)."""
     xml, items = read_raw(path)
     sock = _connect(host, port, timeout_s)
-    out = OutputFolder(out_dir)
+    out = OutputFolder(out_dir, dicom_hooks)
     result = SendResult()
     writer = MessageWriter(sock.sendall)
     rfile = sock.makefile("rb")

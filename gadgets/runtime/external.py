@@ -18,8 +18,12 @@ import xml.etree.ElementTree as ET
 
 import ismrmrd
 
-from .protocol import Close, MessageReader, MessageWriter, ProtocolError
-from .runner import parse_header
+from gadgets.runtime.context import StepContext
+from gadgets.runtime.header import parse_header
+from gadgets.runtime.notice import Notice
+from gadgets.runtime.protocol import Close, MessageReader, MessageWriter, ProtocolError
+
+__all__ = ["properties_from_config", "serve_gadgetron_connection"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +53,9 @@ def serve_gadgetron_connection(cls: type, connection) -> None:
     try:
         header_xml = connection.raw_bytes.header
         header_xml = header_xml.decode("utf-8") if isinstance(header_xml, bytes) else header_xml
-        gadget = cls(
-            parse_header(header_xml.rstrip("\0")), **properties_from_config(connection.config)
-        )
+        context = StepContext(step=name, host="gadgetron", client_takes=frozenset())
+        header = parse_header(header_xml.rstrip("\0"))
+        gadget = cls(header, context, **properties_from_config(connection.config))
         while True:
             try:
                 msg = reader.read()
@@ -86,8 +90,8 @@ def _drain(reader: MessageReader, sock, timeout_s: float = 30.0) -> None:
 
 def _send(writer: MessageWriter, items, name: str) -> None:
     for item in items:
-        if isinstance(item, str):  # a notice for the client: Gadgetron takes no text, log it
-            log.warning("%s: %s", name, item)
+        if isinstance(item, Notice):  # Gadgetron takes no TEXT from an external step: log it
+            log.log(item.level, "%s: %s", name, item.text)
             continue
         if not isinstance(item, ismrmrd.Acquisition | ismrmrd.Image | ismrmrd.Waveform):
             raise TypeError(f"{name} produced a {type(item).__name__}, which Gadgetron cannot take")

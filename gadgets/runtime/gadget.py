@@ -1,21 +1,27 @@
 """The gadget interface: one class per job, configured by typed properties from the chain XML.
 
 A gadget is built from the scan's ISMRMRD header and its properties (then :meth:`Gadget.setup`
-runs); :meth:`Gadget.process`
-takes one item (an ISMRMRD acquisition, image or waveform, or any Python object an earlier step
-produced) and yields zero or more items; :meth:`Gadget.finish` is called once at the end of the
-stream and may yield the last items. The same class runs in the embedded runner and, through
-:mod:`gadgets.runtime.external`, as an ``<external>`` step of a real Gadgetron::
+runs); :meth:`Gadget.process` takes one item (an ISMRMRD acquisition, image or waveform, or any
+Python object an earlier step produced) and yields zero or more items; :meth:`Gadget.finish` is
+called once at the end of the stream and may yield the last items. A :class:`~.notice.Notice`
+yielded by a step is a message for the client, not an item. The same class runs in the embedded
+runner and, through :mod:`gadgets.runtime.external`, as an ``<external>`` step of a real
+Gadgetron::
 
     class Scale(Gadget):
         \"\"\"Multiply every readout by a factor.\"\"\"
 
-        properties = {"factor": Property(float, 1.0, "multiplier")}
+        properties = {"factor": Property(float, 1.0, "multiplier", low=0)}
 
         def process(self, item):
             if isinstance(item, ismrmrd.Acquisition):
                 item.data[:] *= self.factor
             yield item
+
+Property types: ``bool``, ``int``, ``float``, ``str`` and ``list[float]`` (comma-separated
+numbers, parsed to a tuple); ``choices`` limits a text to a set, ``low`` / ``high`` bound a
+number (inclusive; every element of a list), ``length`` the number of elements of a list. A value
+that breaks them is refused when the chain is loaded, with a message naming the property.
 """
 
 from __future__ import annotations
@@ -24,11 +30,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from gadgets.runtime.context import StepContext
+from gadgets.runtime.external import serve_gadgetron_connection
+
+__all__ = ["Gadget", "Property", "PropertyError", "StepContext"]
+
 _MISSING = object()
+_FLOATS = list[float]
 
 
 class PropertyError(ValueError):
-    """A property that is unknown, of the wrong type, or missing."""
+    """A property that is unknown, of the wrong type, out of its range, or missing."""
 
 
 def _parse_bool(text: str) -> bool:
@@ -45,36 +57,67 @@ def _parse_floats(text: str) -> tuple[float, ...]:
     return tuple(float(p) for p in parts)
 
 
-_PARSERS = {bool: _parse_bool, int: int, float: float, str: str, tuple: _parse_floats}
+_PARSERS = {bool: _parse_bool, int: int, float: float, str: str, _FLOATS: _parse_floats}
 _TYPE_NAMES = {
     bool: "boolean",
     int: "integer",
     float: "number",
     str: "text",
-    tuple: "list of numbers",
+    _FLOATS: "list of numbers",
 }
 
 
 @dataclass(frozen=True)
 class Property:
-    """A gadget property: its type (bool, int, float, str, or ``tuple`` for a comma-separated
-    list of numbers), default (omit for a required property) and what it means."""
+    """A gadget property: its type (see the module docstring), default (omit it for a required
+    property), what it means (with its unit), and its allowed values."""
 
-    type: type
+    type: Any
     default: Any = _MISSING
     doc: str = ""
+    choices: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    length: tuple[int, int] | None = None  # list[float]: fewest and most elements
+
+    def __post_init__(self) -> None:
+        if self.type not in _PARSERS:
+            raise TypeError(f"unsupported property type {self.type!r}")
 
     @property
     def required(self) -> bool:
         return self.default is _MISSING
 
+    @property
+    def type_name(self) -> str:
+        return _TYPE_NAMES[self.type]
+
     def parse(self, text: str) -> Any:
+        """The value of ``text``, checked; :class:`PropertyError` says what is wrong."""
         try:
-            return _PARSERS[self.type](text)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise PropertyError(
-                f"expected a {_TYPE_NAMES.get(self.type, self.type)}, got {text!r}"
-            ) from exc
+            value = _PARSERS[self.type](text)
+        except (ValueError, TypeError) as exc:
+            article = "an" if self.type_name[0] in "aeiou" else "a"
+            raise PropertyError(f"expected {article} {self.type_name}, got {text!r}") from exc
+        self.check(value)
+        return value
+
+    def check(self, value: Any) -> None:
+        """Refuse a value outside ``choices``, ``low``/``high`` or ``length``."""
+        if self.choices is not None and value not in self.choices:
+            raise PropertyError(f"{value!r} is not one of {', '.join(self.choices)}")
+        numbers = value if self.type == _FLOATS else (value,)
+        if self.type in (int, float, _FLOATS):
+            for x in numbers:
+                if x != x:  # NaN passes no comparison
+                    raise PropertyError("NaN is not a value")
+                if self.low is not None and x < self.low:
+                    raise PropertyError(f"{x:g} is below the minimum {self.low:g}")
+                if self.high is not None and x > self.high:
+                    raise PropertyError(f"{x:g} is above the maximum {self.high:g}")
+        if self.length is not None and not self.length[0] <= len(value) <= self.length[1]:
+            lo, hi = self.length
+            raise PropertyError(f"{lo} to {hi} values are needed, got {len(value)}")
 
 
 class Gadget:
@@ -82,9 +125,13 @@ class Gadget:
     :meth:`process` (default: pass the item on) and :meth:`finish` (default: nothing)."""
 
     properties: ClassVar[dict[str, Property]] = {}
+    context: StepContext
 
-    def __init__(self, header: Any = None, **values: str) -> None:
+    def __init__(
+        self, header: Any = None, context: StepContext | None = None, **values: str
+    ) -> None:
         self.header = header
+        self.context = context or StepContext(step=type(self).__name__)
         if header is None and not values:
             return  # built by a real Gadgetron's loader, which then calls handle()
         unknown = sorted(set(values) - set(self.properties))
@@ -118,6 +165,4 @@ class Gadget:
     def handle(self, connection: Any) -> None:
         """Entry point under a real Gadgetron (``python -m gadgetron <port> <module> <class>``):
         see :mod:`gadgets.runtime.external`."""
-        from .external import serve_gadgetron_connection
-
         serve_gadgetron_connection(type(self), connection)

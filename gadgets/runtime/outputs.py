@@ -1,35 +1,40 @@
 """Where returned items go: an output folder holding ``images.h5`` (ISMRMRD images, one group
 per series) and DICOM files. Files appear under their final names only when complete
 (temporary name, then rename), so a crash or a cut connection never leaves a half-written file
-that looks finished. A Secondary Capture file (the calibration QA picture) is also written as a
-PNG of its pixels, ``<name>.png`` beside ``<name>.dcm``, for a look without a DICOM viewer."""
+that looks finished. Each DICOM file written is handed to the application's hooks
+(:attr:`gadgets.runtime.application.Application.dicom_hooks`), which may write more files
+beside it (sodium-gadgets: a PNG of a QA picture)."""
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import tempfile
 from pathlib import Path
 
 import ismrmrd
-import pydicom
-from pydicom.uid import SecondaryCaptureImageStorage
 
-from .protocol import DicomFile
+from gadgets.runtime.application import FileHook
+from gadgets.runtime.notice import Notice
+from gadgets.runtime.protocol import DicomFile
+
+__all__ = ["OutputFolder"]
 
 log = logging.getLogger(__name__)
 
 
 class OutputFolder:
-    def __init__(self, path: str | Path) -> None:
+    """Collects a stream's outputs in ``path``; :meth:`close` finishes ``images.h5``."""
+
+    def __init__(self, path: str | Path, dicom_hooks: tuple[FileHook, ...] = ()) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.dicom_hooks = dicom_hooks
         self._images: ismrmrd.Dataset | None = None
         self._images_tmp = self.path / ".images.h5.partial"
         self.images = 0
         self.dicoms: list[Path] = []
-        self.pngs: list[Path] = []
+        self.extra_files: list[Path] = []
         self.texts: list[str] = []
 
     def add(self, item: object) -> None:
@@ -48,28 +53,21 @@ class OutputFolder:
                 f.write(item.data)
             os.replace(tmp, self.path / name)
             self.dicoms.append(self.path / name)
-            self._png(item.data, self.path / name)
+            self._run_hooks(self.path / name, item.data)
+        elif isinstance(item, Notice):
+            self.texts.append(item.client_text)
         elif isinstance(item, str):
             self.texts.append(item)
         else:
             log.warning("ignoring returned %s", type(item).__name__)
 
-    def _png(self, data: bytes, path: Path) -> None:
-        """``<name>.png`` of a Secondary Capture file's RGB pixels (other SOP classes: nothing);
-        an unreadable picture is logged, never an error (the DICOM file is what counts)."""
-        try:
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-            if ds.get("SOPClassUID") != SecondaryCaptureImageStorage:
-                return
-            from ..core.dicom import picture_from_dataset
-            from ..core.qa import write_png
-
-            png = write_png(picture_from_dataset(pydicom.dcmread(io.BytesIO(data))),
-                            path.with_suffix(".png"))  # fmt: skip
-        except Exception as exc:
-            log.warning("no PNG for %s: %s", path.name, exc)
-            return
-        self.pngs.append(png)
+    def _run_hooks(self, path: Path, data: bytes) -> None:
+        """A hook that fails is logged, never an error: the DICOM file is what counts."""
+        for hook in self.dicom_hooks:
+            try:
+                self.extra_files.extend(hook(path, data))
+            except Exception as exc:
+                log.warning("%s: %s", path.name, exc)
 
     def close(self) -> None:
         if self._images is not None:

@@ -20,6 +20,8 @@ import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 
+__all__ = ["PacsTarget", "StoreReport", "c_store"]
+
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +30,7 @@ class PacsTarget:
     host: str
     port: int = 104
     called_ae: str = "PACS"
-    calling_ae: str = "SODIUM"
+    calling_ae: str = "STORESCU"
     timeout_s: float = 10.0
 
 

@@ -39,6 +39,24 @@ from enum import IntEnum
 import ismrmrd
 import numpy as np
 
+__all__ = [
+    "FILENAME_BYTES",
+    "Close",
+    "ConfigFile",
+    "ConfigText",
+    "DicomFile",
+    "Error",
+    "Header",
+    "Limits",
+    "MessageId",
+    "MessageReader",
+    "MessageWriter",
+    "ProtocolError",
+    "Query",
+    "Response",
+    "Text",
+]
+
 
 class MessageId(IntEnum):
     FILENAME = 1
@@ -122,9 +140,19 @@ class DicomFile:
 
 
 Message = (
-    ConfigFile | ConfigText | Header | Close | Text | Query | Response | Error | DicomFile
-    | ismrmrd.Acquisition | ismrmrd.Image | ismrmrd.Waveform
-)  # fmt: skip
+    ConfigFile
+    | ConfigText
+    | Header
+    | Close
+    | Text
+    | Query
+    | Response
+    | Error
+    | DicomFile
+    | ismrmrd.Acquisition
+    | ismrmrd.Image
+    | ismrmrd.Waveform
+)
 
 _U16, _U32, _U64 = struct.Struct("<H"), struct.Struct("<I"), struct.Struct("<Q")
 _ACQ_HEADER = ctypes.sizeof(ismrmrd.AcquisitionHeader)

@@ -8,8 +8,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .chain import ChainError, ChainSpec, instantiate
-from .gadget import Gadget
+from gadgets.runtime.chain import ChainSpec, instantiate
+from gadgets.runtime.context import StepContext
+from gadgets.runtime.gadget import Gadget
+from gadgets.runtime.header import parse_header
+
+__all__ = ["ChainRunner", "StepError"]
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +29,6 @@ class StepError(RuntimeError):
         return f"[{self.step}] ERROR: {self}"
 
 
-def parse_header(xml: str) -> Any:
-    """The ISMRMRD header object, or :class:`ChainError` if the XML is not a valid header."""
-    import ismrmrd.xsd
-
-    try:
-        return ismrmrd.xsd.CreateFromDocument(xml)
-    except Exception as exc:  # xsdata raises parser-specific errors
-        raise ChainError(f"invalid ISMRMRD header: {exc}") from exc
-
-
 class ChainRunner:
     """Runs one chain for one stream: :meth:`push` each item, then :meth:`finish` once."""
 
@@ -44,12 +38,13 @@ class ChainRunner:
         header_xml: str,
         overrides: dict[str, str] | None = None,
         allowed_modules: tuple[str, ...] | None = None,
+        context: StepContext | None = None,
     ):
         self.spec = spec
         self.header_xml = header_xml
         self.header = parse_header(header_xml)
         self.steps: list[tuple[str, Gadget]] = instantiate(
-            spec, self.header, overrides, allowed_modules
+            spec, self.header, overrides, allowed_modules, context
         )
         self.items_in = 0
         self.started = time.perf_counter()
@@ -109,9 +104,11 @@ class ChainRunner:
                     raise self._error(name, exc, " at the end of the stream") from exc
                 yield from self._outputs(i + 1, out)
         log.info(
-            "chain %s: %d items in %.2f s", self.spec.name, self.items_in,
+            "chain %s: %d items in %.2f s",
+            self.spec.name,
+            self.items_in,
             time.perf_counter() - self.started,
-        )  # fmt: skip
+        )
 
     def finish(self) -> list[Any]:
         """:meth:`finish_iter` as a list."""

@@ -1,9 +1,9 @@
 """The embedded server: speaks the Gadgetron wire protocol (:mod:`.protocol`) on a TCP port and
 runs the requested chain in-process for each connection.
 
-A connection sends its configuration (message 1: a chain name resolved in ``chains/``, where
-``default`` means "the chain for my protocol" from ``chains/protocols.toml``; or message 2: the
-chain XML itself), then the ISMRMRD header (3), then items (1008, 1022, 1026) and CLOSE (4).
+A connection sends its configuration (message 1: a chain name resolved in the application's chains
+folder, where ``default`` means "the chain for my protocol" from its ``protocols.toml``; or message
+2: the chain XML itself), then the ISMRMRD header (3), then items (1008, 1022, 1026) and CLOSE (4).
 Queries (6) are answered at any point. Each output of the chain is sent back as soon as it is
 produced. Anything wrong (a malformed message, an unknown chain, a step that fails) is sent to the
 client as ``TEXT "[<where>] ERROR: <message>"`` followed by CLOSE, as Gadgetron does, and logged;
@@ -17,13 +17,15 @@ import socket
 import socketserver
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 
 import ismrmrd
 
-from .. import __version__
-from .chain import ChainError, load_chain, parse_chain
-from .protocol import (
+from gadgets.runtime.application import Application
+from gadgets.runtime.chain import ChainError, load_chain, parse_chain
+from gadgets.runtime.context import StepContext
+from gadgets.runtime.header import HeaderError
+from gadgets.runtime.notice import Notice
+from gadgets.runtime.protocol import (
     Close,
     ConfigFile,
     ConfigText,
@@ -36,21 +38,21 @@ from .protocol import (
     Query,
     Text,
 )
-from .protocols import chain_for_protocol
-from .runner import ChainRunner, StepError
+from gadgets.runtime.protocol_map import chain_for_protocol
+from gadgets.runtime.runner import ChainRunner, StepError
+
+__all__ = ["DEFAULT_PORT", "ReconServer", "answer_query"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9002
 DEFAULT_CHAIN_NAMES = ("", "default", "default.xml")
-#: packages a client's chain may take steps from: importing a module runs its code
-ALLOWED_MODULES = ("gadgets",)
 
 
-def answer_query(query: str) -> str:
+def answer_query(app: Application, query: str) -> str:
     answers = {
-        "gadgetron::version": f"sodium-gadgets {__version__}",
-        "sodium-gadgets::version": __version__,
+        "gadgetron::version": f"{app.name} {app.version}",
+        f"{app.name}::version": app.version,
         "ismrmrd::version": getattr(ismrmrd, "__version__", "unknown"),
     }
     return answers.get(query, "Unknown query")
@@ -59,16 +61,9 @@ def answer_query(query: str) -> str:
 class _Session:
     """One client connection."""
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        chains_dir: Path | None,
-        limits: Limits,
-        allowed_modules: tuple[str, ...] = ALLOWED_MODULES,
-    ) -> None:
-        self.allowed_modules = allowed_modules
+    def __init__(self, sock: socket.socket, app: Application, limits: Limits) -> None:
+        self.app = app
         self.sock = sock
-        self.chains_dir = chains_dir
         self.rfile = sock.makefile("rb")
         self.reader = MessageReader(self.rfile.read, limits)
         self._send_lock = threading.Lock()
@@ -84,7 +79,7 @@ class _Session:
         while True:
             msg = self.reader.read()
             if isinstance(msg, Query):
-                self.writer.response(msg.correlation_id, answer_query(msg.query))
+                self.writer.response(msg.correlation_id, answer_query(self.app, msg.query))
                 continue
             return msg
 
@@ -92,8 +87,9 @@ class _Session:
         for item in items:
             if isinstance(item, DicomFile):
                 self.writer.dicom(item.data, item.filename, item.meta)
-            elif isinstance(item, str):
-                self.writer.text(item)
+            elif isinstance(item, Notice):
+                log.log(item.level, "[%s] %s", self.where, item.text)
+                self.writer.text(item.client_text)
             elif isinstance(item, ismrmrd.Image | ismrmrd.Acquisition | ismrmrd.Waveform):
                 self.writer.item(item)
             else:
@@ -106,7 +102,7 @@ class _Session:
             self._serve()
         except EOFError:
             log.warning("[%s] client disconnected mid-stream; nothing sent back", self.where)
-        except (ProtocolError, ChainError, StepError) as exc:
+        except (ProtocolError, ChainError, HeaderError, StepError) as exc:
             self._fail(
                 exc.client_text() if isinstance(exc, StepError) else f"[{self.where}] ERROR: {exc}"
             )
@@ -167,11 +163,12 @@ class _Session:
                     "a chain is named as in the server's chains folder, not by a path"
                 )
             if chain_name in DEFAULT_CHAIN_NAMES:
-                entry = chain_for_protocol(header.xml, self.chains_dir)
+                entry = chain_for_protocol(header.xml, self.app.chains_dir)
                 chain_name, overrides = entry.chain, entry.overrides
-            spec = load_chain(chain_name, self.chains_dir)
+            spec = load_chain(chain_name, self.app.chains_dir)
         self.where = spec.name
-        runner = ChainRunner(spec, header.xml, overrides, self.allowed_modules)
+        context = StepContext(resource_dirs=(self.app.chains_dir,))
+        runner = ChainRunner(spec, header.xml, overrides, self.app.allowed_modules, context)
         log.info("[%s] stream started", spec.name)
         while True:
             msg = self._next()
@@ -188,23 +185,22 @@ class _Session:
                 raise ProtocolError(f"unexpected {type(msg).__name__} message inside the stream")
 
 
-class SodiumServer(socketserver.ThreadingTCPServer):
-    """``serve_forever()`` on (host, port); one thread per connection."""
+class ReconServer(socketserver.ThreadingTCPServer):
+    """The chains of ``app`` served on (host, port) by ``serve_forever()``; one thread per
+    connection."""
 
     allow_reuse_address = True
     daemon_threads = True
 
     def __init__(
         self,
+        app: Application,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
-        chains_dir: Path | None = None,
         limits: Limits | None = None,
-        allowed_modules: tuple[str, ...] = ALLOWED_MODULES,
     ) -> None:
-        self.chains_dir = chains_dir
+        self.app = app
         self.limits = limits or Limits()
-        self.allowed_modules = allowed_modules
         super().__init__((host, port), _Handler)
 
     @property
@@ -213,9 +209,8 @@ class SodiumServer(socketserver.ThreadingTCPServer):
 
 
 class _Handler(socketserver.BaseRequestHandler):
-    server: SodiumServer
+    server: ReconServer
 
     def handle(self) -> None:
         log.info("connection from %s:%s", *self.client_address[:2])
-        srv = self.server
-        _Session(self.request, srv.chains_dir, srv.limits, srv.allowed_modules).run()
+        _Session(self.request, self.server.app, self.server.limits).run()

@@ -1,5 +1,5 @@
 """Reconstructed maps against the simulator's truth: ROI means (spheres in patient LPS mm from
-``NAME_truth.json``) of a volume placed by its :class:`gadgets.core.dicom.Geometry`."""
+``NAME_truth.json``) of a volume placed by its :class:`gadgets.core.numerics.geometry.Geometry`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.apodization import kaiser_window
-from ..core.dicom import Geometry
-from .head import Grid
-from .scan import ScanDescription, fine_matrix
-from .signal import OBJECT_SIGMA
+from gadgets.core.numerics.apodization import kaiser_window
+from gadgets.core.numerics.geometry import Geometry
+from gadgets.simulator.head import Grid
+from gadgets.simulator.scan import ScanDescription, fine_matrix
+from gadgets.simulator.signal import OBJECT_SIGMA
+
+__all__ = ["psf_limited", "roi_means", "RoiResult", "table"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def roi_means(volume: np.ndarray, geom: Geometry, truth_json: str | Path) -> lis
         out.append(
             RoiResult(
                 roi["name"], float(roi["true_mM"]), float(volume[inside].mean()), int(inside.sum())
-            )  # fmt: skip
+            )
         )
     return out
 
@@ -67,15 +69,15 @@ def psf_limited(
     unblurred: tuple[str, ...] = ("tube",),
     k_window_beta: float = 0.0,
 ) -> np.ndarray:
-    """The TSC map (mM, recon grid) an ideal, noise-free reconstruction of the scan ``desc``
-    would show: each tissue of the continuous phantom filtered by its own readout weighting
-    ``H(|k|) = decay(TE + t(|k|)) / decay(TE)`` (``k_radius_cpp``, ``times_s``: one readout's
-    ``|k|`` in cycles per pixel and sample times), cut at the readout's ``k_max``, times the
-    reconstruction's apodisation (``k_window_beta``, :mod:`gadgets.core.apodization`), summed and
-    sampled at the voxel centres. It separates what the scan's point spread function does to
-    small ROIs (finite ``k_max``, Gibbs ringing next to fluid, T2* broadening) from what the
-    reconstruction does. Tissues starting with one of ``unblurred`` are left unfiltered (the
-    TSC chains undo the tubes' blur: band limit, apodisation and T2*).
+    """The TSC map (mM, recon grid) an ideal, noise-free reconstruction of the scan ``desc`` would
+    show: each tissue of the continuous phantom filtered by its own readout weighting ``H(|k|) =
+    decay(TE + t(|k|)) / decay(TE)`` (``k_radius_cpp``, ``times_s``: one readout's ``|k|`` in cycles
+    per pixel and sample times), cut at the readout's ``k_max``, times the reconstruction's
+    apodisation (``k_window_beta``, :mod:`gadgets.core.numerics.apodization`), summed and sampled at
+    the voxel centres. It separates what the scan's point spread function does to small ROIs (finite
+    ``k_max``, Gibbs ringing next to fluid, T2* broadening) from what the reconstruction does.
+    Tissues starting with one of ``unblurred`` are left unfiltered (the TSC chains undo the tubes'
+    blur: band limit, apodisation and T2*).
 
     The phantom is built as the simulator builds it: on its fine grid from the shapes' analytic
     spectra with the anti-aliasing Gaussian, which is divided out here (the spectra on the

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.trajectory import GAMMA_NA23_HZ_PER_T
+from gadgets.core.numerics.trajectory import GAMMA_NA23_HZ_PER_T
+
+__all__ = ["b0_map_hz", "larmor_hz"]
 
 
 def larmor_hz(field_T: float) -> float:

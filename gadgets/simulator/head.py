@@ -19,7 +19,20 @@ import numba as nb
 import numpy as np
 from scipy.special import j1
 
-from .tissues import Tissue, tissue, tube_tissue
+from gadgets.simulator.tissues import Tissue, tissue, tube_tissue
+
+__all__ = [
+    "ROI",
+    "brain_phantom",
+    "Cylinder",
+    "default_tubes",
+    "Ellipsoid",
+    "Grid",
+    "Phantom",
+    "smooth_indicator",
+    "Tube",
+    "volume_fraction",
+]
 
 
 @dataclass(frozen=True)
@@ -167,9 +180,13 @@ def volume_fraction(shape_obj: Ellipsoid | Cylinder, grid: Grid, sub: int = 8) -
     """Fraction (nz, ny, nx) float32 of each voxel of ``grid`` inside the shape."""
     out = np.empty(grid.shape, np.float32)
     _fractions(
-        shape_obj.params(), np.asarray(grid.position_mm, np.float64), grid.steps(),
-        np.asarray(grid.shape, np.int64), int(sub), out,
-    )  # fmt: skip
+        shape_obj.params(),
+        np.asarray(grid.position_mm, np.float64),
+        grid.steps(),
+        np.asarray(grid.shape, np.int64),
+        int(sub),
+        out,
+    )
     return out
 
 

@@ -3,9 +3,9 @@
 A scan is described by a small JSON file (``simulated_raw/NAME.json``, see the README there);
 :func:`simulate` turns it into
 
-* ``NAME.h5``: ISMRMRD raw data following ../shared/conventions/raw-data.md (noise scans first,
-  then one readout per projection and echo, each its own excitation one TR apart, with ``traj``
-  in cycles/pixel, ``center_sample = 0``, echoes as ``contrast``, flags and LPS geometry);
+* ``NAME.h5``: ISMRMRD raw data following the raw-data conventions (README.md, Conventions; noise
+  scans first, then one readout per projection and echo, each its own excitation one TR apart, with
+  ``traj`` in cycles/pixel, ``center_sample = 0``, echoes as ``contrast``, flags and LPS geometry);
   ``NAME_notraj.h5`` optionally, the same without ``traj`` (trajectory from the header only);
 * ``NAME_truth.npz``: ``tsc_mM``, ``b0_hz`` and ``labels`` on the recon grid (z, y, x), and the
   ``label_names``;
@@ -30,16 +30,18 @@ import ismrmrd.xsd as X
 import numpy as np
 from ismrmrd.hdf5 import acquisition_dtype, acquisition_header_dtype
 
-from ..core.density import radial_dcf
-from ..core.trajectory import TrajectoryDescription
-from .coils import noise_covariance, sensitivities
-from .field import b0_map_hz, larmor_hz
-from .head import Grid, Phantom, Tube, brain_phantom, default_tubes
-from .signal import OBJECT_SIGMA, simulate_kspace
+from gadgets.core.numerics.density import radial_dcf
+from gadgets.core.numerics.trajectory import TrajectoryDescription
+from gadgets.resources import scans_dir
+from gadgets.simulator.field import b0_map_hz, larmor_hz
+from gadgets.simulator.head import Grid, Phantom, Tube, brain_phantom, default_tubes
+from gadgets.simulator.receive_coils import noise_covariance, sensitivities
+from gadgets.simulator.signal import OBJECT_SIGMA, simulate_kspace
+
+__all__ = ["TICK_S", "fine_matrix", "ScanDescription", "simulate"]
 
 log = logging.getLogger(__name__)
 
-SCAN_DIR = Path(__file__).resolve().parents[2] / "simulated_raw"
 TICK_S = 2.5e-3  # acquisition_time_stamp unit (vendor ticks)
 
 
@@ -74,9 +76,9 @@ class ScanDescription:
         """A named scan from ``simulated_raw/`` or a JSON file path."""
         path = Path(name_or_path)
         if not path.suffix:
-            path = SCAN_DIR / f"{name_or_path}.json"
+            path = scans_dir() / f"{name_or_path}.json"
         if not path.exists():
-            known = ", ".join(sorted(p.stem for p in SCAN_DIR.glob("*.json")))
+            known = ", ".join(sorted(p.stem for p in scans_dir().glob("*.json")))
             raise ValueError(f"no scan description {name_or_path!r} (known: {known})")
         data = json.loads(path.read_text())
         unknown = set(data) - set(cls.__dataclass_fields__)
@@ -121,7 +123,7 @@ class ScanDescription:
                     float(e.get("radius_mm", 10.0)),
                     float(e.get("length_mm", 50.0)),
                     e.get("class", "saline"),
-                )  # fmt: skip
+                )
                 for e in t["list"]
             ]
         return default_tubes(list(t.get("concentrations_mM", [])), t.get("class", "saline"))
@@ -200,7 +202,7 @@ def _header(desc: ScanDescription, traj: TrajectoryDescription, nch: int) -> str
             studyDescription="simulated sodium MRI",
             studyInstanceUID=_uid(desc.seed, "study"),
             bodyPartExamined="HEAD",
-        ),  # fmt: skip
+        ),
         measurementInformation=X.measurementInformationType(
             measurementID=f"{desc.seed}_{desc.name}",
             patientPosition=X.patientPositionType.HFS,
@@ -226,7 +228,7 @@ def _header(desc: ScanDescription, traj: TrajectoryDescription, nch: int) -> str
             TE=list(map(float, desc.te_ms)),
             flipAngle_deg=[desc.flip_deg],
             sequence_type="sodium_gre",
-        ),  # fmt: skip
+        ),
     )
     return X.ToXML(header)
 
@@ -312,10 +314,17 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
     )
     t0 = time.perf_counter()
     kspace = simulate_kspace(
-        k_all.reshape(-1, 3), t_all.reshape(-1), fine.shape, desc.matrix, amplitudes, t2s_s,
-        b0_fine, coils_fine, nthreads=nthreads,
+        k_all.reshape(-1, 3),
+        t_all.reshape(-1),
+        fine.shape,
+        desc.matrix,
+        amplitudes,
+        t2s_s,
+        b0_fine,
+        coils_fine,
+        nthreads=nthreads,
         max_segment_s=min(0.5e-3, nsamp * dwell_s / 20),  # >= 20 segments per readout
-    ).reshape(nch, necho, nproj, nsamp)  # fmt: skip
+    ).reshape(nch, necho, nproj, nsamp)
     t_signal = time.perf_counter() - t0
     del amplitudes, b0_fine, coils_fine
 
@@ -343,9 +352,12 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
     # raw files
     xml = _header(desc, tdesc, nch)
     geometry = {
-        "position": recon.position_mm, "read_dir": recon.dirs[0], "phase_dir": recon.dirs[1],
-        "slice_dir": recon.dirs[2], "patient_table_position": (0.0, 0.0, 0.0),
-    }  # fmt: skip
+        "position": recon.position_mm,
+        "read_dir": recon.dirs[0],
+        "phase_dir": recon.dirs[1],
+        "slice_dir": recon.dirs[2],
+        "patient_table_position": (0.0, 0.0, 0.0),
+    }
 
     def records(with_traj: bool) -> np.ndarray:
         noise_head = ismrmrd.Acquisition.from_array(noise_scans[:, 0].astype(np.complex64))
@@ -392,8 +404,11 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
     b0_recon = b0_map_hz(recon.points(), desc.field_T, phantom.sinus_mm, desc.b0_scale)
     np.savez_compressed(
         out_dir / f"{desc.name}_truth.npz",
-        tsc_mM=tsc, b0_hz=b0_recon, labels=labels, label_names=np.array(names),
-    )  # fmt: skip
+        tsc_mM=tsc,
+        b0_hz=b0_recon,
+        labels=labels,
+        label_names=np.array(names),
+    )
     summary = {
         "name": desc.name,
         "seed": desc.seed,
@@ -428,7 +443,7 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
                 "fractions": list(t.relaxation.fractions),
             }
             for t in phantom.tissues
-        },  # fmt: skip
+        },
         "tubes": [t.__dict__ | {"centre_mm": list(t.centre_mm)} for t in phantom.tubes],
     }
     (out_dir / f"{desc.name}_truth.json").write_text(json.dumps(summary, indent=1))

@@ -33,7 +33,17 @@ import time
 import numba as nb
 import numpy as np
 
-from ..core.gridding import Nufft
+from gadgets.core.numerics.nufft import Nufft
+
+__all__ = [
+    "LAGRANGE_POINTS",
+    "OBJECT_SIGMA",
+    "SPATIAL_OVERSAMPLING",
+    "SPATIAL_WIDTH",
+    "lagrange_weights",
+    "segment_times",
+    "simulate_kspace",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,21 +108,24 @@ def simulate_kspace(
     """Noise-free k-space (C, M) complex64.
 
     ``traj`` (M, 3) cycles per recon pixel, columns (kx, ky, kz); ``times_s`` (M,) time since
-    excitation; fine-grid maps on ``fine_shape`` (z, y, x): ``amplitudes`` (Q, ...) with
-    ``t2s_s`` (Q,), ``b0_hz`` (...), ``coils`` (C, ...). The sum over fine voxels is scaled by
-    ``(N / N_fine)^3`` so that k-space is in the units of the recon grid (a uniform object of
-    value 1 reconstructs to 1 with :mod:`gadgets.core.density` weights). ``object_sigma``: the
-    Gaussian filter the maps were built with (cycles per recon pixel), undone here; None if
-    they are unfiltered.
+    excitation; fine-grid maps on ``fine_shape`` (z, y, x): ``amplitudes`` (Q, ...) with ``t2s_s``
+    (Q,), ``b0_hz`` (...), ``coils`` (C, ...). The sum over fine voxels is scaled by ``(N /
+    N_fine)^3`` so that k-space is in the units of the recon grid (a uniform object of value 1
+    reconstructs to 1 with :mod:`gadgets.core.numerics.density` weights). ``object_sigma``: the
+    Gaussian filter the maps were built with (cycles per recon pixel), undone here; None if they are
+    unfiltered.
     """
     t0 = time.perf_counter()
     nf = np.asarray(fine_shape, np.float64)
     ratio = recon_matrix / nf[::-1]  # per trajectory column x, y, z
     k_fine = np.asarray(traj, np.float64) * ratio
     op = Nufft(
-        k_fine, fine_shape, oversampling=SPATIAL_OVERSAMPLING, width=SPATIAL_WIDTH,
+        k_fine,
+        fine_shape,
+        oversampling=SPATIAL_OVERSAMPLING,
+        width=SPATIAL_WIDTH,
         nthreads=nthreads,
-    )  # fmt: skip
+    )
     tau = segment_times(times_s, max_segment_s)
     first, weights = lagrange_weights(times_s, tau)
     nch = coils.shape[0]
@@ -124,8 +137,12 @@ def simulate_kspace(
     out = np.zeros((nch, traj.shape[0]), np.complex128)
     log.info(
         "simulating %d samples x %d channels on a %s grid, %d time segments of %.3f ms",
-        traj.shape[0], nch, fine_shape, len(tau), 1e3 * (tau[1] - tau[0]),
-    )  # fmt: skip
+        traj.shape[0],
+        nch,
+        fine_shape,
+        len(tau),
+        1e3 * (tau[1] - tau[0]),
+    )
     for lo in range(0, nch, channel_block):
         hi = min(nch, lo + channel_block)
         image = np.empty((hi - lo, nvox), np.complex64)

@@ -1,6 +1,7 @@
 """Sodium tissue properties: concentration, T1 and biexponential T2*, per field strength.
 
-Values are literature ranges (see ../shared/seeds, Hagiwara et al. 2021; Madelin & Regatte): brain
+Values are literature ranges (Hagiwara A et al. Sodium MR neuroimaging. AJNR Am J Neuroradiol
+2021;42:1920-1926; Madelin G, Regatte RR. J Magn Reson Imaging 2013;38:511-529): brain
 tissue TSC 30-56 mM, CSF ~140 mM; tissue T2* biexponential, ~60% short (2-5 ms) and ~40% long
 (15-35 ms), shorter at 7T; CSF and vitreous mono-exponential (~55 ms); T1 ~35-40 ms in tissue,
 ~55-65 ms in fluid. Calibration tubes are saline (free sodium: mono-exponential, long T1) or
@@ -14,9 +15,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+__all__ = ["TISSUE_NAMES", "TUBE_CLASSES", "Relaxation", "Tissue", "tissue", "tube_tissue"]
 
-# The scanner side's own signal model, on purpose not gadgets.core.relaxation's: a wrong decay or
-# saturation formula in the reconstruction must show up against the truth, not cancel out.
+
+# The scanner side's own signal model, on purpose not gadgets.core.numerics.relaxation's: a wrong
+# decay or saturation formula in the reconstruction must show up against the truth, not cancel out.
 @dataclass(frozen=True)
 class Relaxation:
     """``T1`` and T2* components: signal ``sum_i f_i exp(-t / T2*_i)`` with ``sum f_i = 1``."""
