@@ -19,4 +19,29 @@ Layout (each concept in one module named after it):
 ``tests/test_layers.py`` checks that imports point down these layers.
 """
 
+import os
+import sys
+
 __version__ = "0.1.0"
+
+#: the packages whose gadgets a chain may run (importing a module runs its code)
+GADGET_PACKAGES = ("gadgets",)
+
+
+def _bound_threads_under_gadgetron() -> None:
+    """Under a real Gadgetron every ``<external>`` step is a process of its own (``python -m
+    gadgetron PORT MODULE TARGET``), started before this package is imported: numba's thread
+    pool is bounded per step here, before numba is imported (2 threads, or
+    ``$SODIUM_GADGETS_STEP_THREADS``; all cores for ``ProtocolChain``, which runs a whole chain in
+    one process), so that six steps do not start six pools of every core."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is None or spec.name != "gadgetron.__main__" or "NUMBA_NUM_THREADS" in os.environ:
+        return
+    cores = os.cpu_count() or 1
+    whole_chain = len(sys.argv) > 3 and sys.argv[3] == "ProtocolChain"
+    default = cores if whole_chain else min(2, cores)
+    os.environ["NUMBA_NUM_THREADS"] = os.environ.get("SODIUM_GADGETS_STEP_THREADS", str(default))
+
+
+_bound_threads_under_gadgetron()

@@ -29,7 +29,9 @@ class B0Correction(EchoVolumesGadget):
     """Field map from two echoes + MFI of each echo."""
 
     properties = {
-        "map_file": Property(str, "", ".npy field map in Hz on the recon grid (nz, ny, nx)"),
+        "map_file": Property(
+            str, "", ".npy field map in Hz on the recon grid (nz, ny, nx)", location=True
+        ),
         "smoothing_fwhm_vox": Property(
             float, 2.0, "smoothing of the phase difference, FWHM in voxels", low=0.0, high=20.0
         ),

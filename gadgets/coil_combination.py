@@ -92,7 +92,13 @@ class CoilCombiner(Gadget):
     def setup(self) -> None:
         names = [n.strip() for n in self.coil_models.split(",") if n.strip()]
         search = (*self.context.resource_dirs, chains_dir())
-        self.models = [read_coil_file(find_coil_file(n, search)) for n in names]
+        paths = [find_coil_file(n, search) for n in names]
+        self.models = [read_coil_file(p) for p in paths]
+        if paths:
+            log.info(
+                "coil files: %s",
+                ", ".join(f"{m.name} ({p})" for m, p in zip(self.models, paths, strict=True)),
+            )
         self.weights: np.ndarray | None = None
         self.whitening: np.ndarray | None = None
         self._fields: tuple[Geometry, dict[int, np.ndarray]] | None = None

@@ -1,12 +1,29 @@
 """DICOM output: every reconstructed image volume becomes a DICOM series (MR Image Storage, one
-file per slice, see :mod:`gadgets.core.output.dicom_series`), delivered
+file per slice, see :mod:`gadgets.core.output.dicom_series`), delivered (``deliver``, a
+comma-separated list)
 
-* ``stream``: back to the client over the connection (message 1018; ``sodium-gadgets send``
-  writes the files to its output folder) -- embedded server and ``recon`` only;
+* ``auto`` (the shipped chains): back over the connection when the client takes DICOM, else not
+  at all (see below);
+* ``stream``: back to the client over the connection (message 1018) whatever it announced: the
+  chain says this client takes DICOM (``gadgetron_ismrmrd_client`` does, without announcing it);
 * ``folder``: into ``folder`` (atomic writes: never a half-written file visible);
 * ``pacs``: to a PACS by C-STORE (``pacs_host``, ``pacs_port``, AE titles, timeout). A PACS that
-  is down is logged and reported as a text message; the files stay in ``folder`` (or, without
-  one, in ``$SODIUM_GADGETS_CACHE/undelivered``) and the scan's other outputs are unaffected.
+  is down is logged and reported as a notice; the files stay in ``folder`` (or, without one, in
+  ``$SODIUM_GADGETS_CACHE/undelivered``) and the scan's other outputs are unaffected;
+* ``none``: no DICOM (the ISMRMRD images only).
+
+Who takes DICOM (the step's :class:`~gadgets.runtime.context.StepContext`): ``sodium-gadgets
+recon`` does; a client of the embedded server does when it announced it (``sodium-gadgets send``
+sends the query ``mrd::client_accepts=1018`` first); any other client does not (the FIRE /
+OpenRecon reference client fails on an unknown message, and so would a console); a real
+Gadgetron never does (its external steps may send ISMRMRD items only). ``stream`` under
+Gadgetron is a misconfiguration: it is logged and ignored.
+
+The ISMRMRD images go on too (``pass_images``), as ``images``: ``volumes`` (the 3D float
+volumes as made, exact), ``slices`` (one 2D uint16 image per slice with a documented scale and
+the console's meta, :mod:`gadgets.core.output.mrd_slices`: what the FIRE client, a console and
+Gadgetron's DicomFinishGadget display), or ``auto``: volumes to a client that takes DICOM,
+slices to every other.
 
 What a volume is comes from its ISMRMRD meta (``attribute_string``): ``SeriesDescription``,
 ``Units`` (UCUM: ``mmol/L``, ``Hz``, ``1``), ``WindowCenter``/``WindowWidth``, ``ImageComments``;
@@ -17,9 +34,8 @@ A QA picture (meta ``DataRole=QA``, an RGB image from :func:`gadgets.volumes.pic
 :func:`gadgets.core.output.dicom_series.secondary_capture_dataset`, same patient, study and frame of
 reference as the maps), ``seriesNNN_0001.dcm``, delivered like any series; with ``folder`` the
 picture is also written as ``seriesNNN_0001.png`` beside it (atomically). ``stream`` clients write
-the PNG themselves from the DICOM file (:class:`gadgets.runtime.outputs.OutputFolder`). Under a real
-Gadgetron, use ``deliver=folder`` or ``pacs`` and keep ``pass_images`` on: Gadgetron returns the
-ISMRMRD images itself (or converts them with its DicomFinishGadget).
+the PNG themselves from the DICOM file (:class:`gadgets.runtime.outputs.OutputFolder`). The
+picture itself goes on as the RGB image in both forms.
 
 ``parametric_map`` (default ``false``): a quantitative map (meta ``Units=mmol/L`` and
 ``DataRole=Quantitative``: the TSC map, and the 23NaR map) is also delivered as a DICOM Parametric
@@ -42,6 +58,7 @@ from gadgets.core.numerics.geometry import Geometry
 from gadgets.core.output.dicom_encoder import encode_series
 from gadgets.core.output.dicom_files import write_files
 from gadgets.core.output.dicom_series import SeriesInfo, secondary_capture_dataset, series_datasets
+from gadgets.core.output.mrd_slices import mrd_slices
 from gadgets.core.output.qa import write_png
 from gadgets.runtime.gadget import Gadget, Property
 from gadgets.runtime.notice import Notice
@@ -52,7 +69,7 @@ from gadgets.volumes import picture_rgb
 __all__ = ["DicomOutput"]
 
 log = logging.getLogger(__name__)
-_DELIVERIES = {"stream", "folder", "pacs"}
+_DELIVERIES = ("auto", "stream", "folder", "pacs", "none")
 
 
 def _meta(image: ismrmrd.Image) -> dict[str, str]:
@@ -71,24 +88,50 @@ class DicomOutput(Gadget):
     """Turn image volumes into DICOM series and deliver them."""
 
     properties = {
-        "deliver": Property(str, "stream", "comma-separated: stream, folder, pacs"),
-        "folder": Property(str, "", "output folder for deliver=folder (and kept PACS files)"),
-        "pacs_host": Property(str, "", "PACS host for deliver=pacs"),
-        "pacs_port": Property(int, 104, "PACS port"),
-        "pacs_ae_title": Property(str, "PACS", "called AE title"),
-        "calling_ae_title": Property(str, "SODIUM", "our AE title"),
-        "pacs_timeout_s": Property(float, 10.0, "association, message and network timeout"),
+        "deliver": Property(
+            list[str], ("auto",), "where the DICOM goes (comma-separated)", choices=_DELIVERIES
+        ),
+        "images": Property(
+            str,
+            "auto",
+            "the ISMRMRD images passed on: volumes (3D float), slices (2D uint16, for consoles) "
+            "or auto (volumes to clients that take DICOM, else slices)",
+            choices=("auto", "volumes", "slices"),
+        ),
+        "folder": Property(
+            str, "", "output folder for deliver=folder (and kept PACS files)", location=True
+        ),
+        "pacs_host": Property(str, "", "PACS host for deliver=pacs", location=True),
+        "pacs_port": Property(int, 104, "PACS port", low=1, high=65535, location=True),
+        "pacs_ae_title": Property(str, "PACS", "called AE title", location=True),
+        "calling_ae_title": Property(str, "SODIUM", "our AE title", location=True),
+        "pacs_timeout_s": Property(
+            float, 10.0, "association, message and network timeout, s", low=0.1, high=600.0
+        ),
         "pass_images": Property(bool, True, "also pass the ISMRMRD image on"),
+        "pass_pictures": Property(
+            bool,
+            True,
+            "pass RGB pictures (the QA picture) on as ISMRMRD images too (off for Gadgetron's "
+            "DicomFinishGadget, which cannot write three channels)",
+        ),
         "parametric_map": Property(
             bool, False, "also deliver mmol/L quantitative maps as a float32 Parametric Map"
         ),
     }
 
     def setup(self) -> None:
-        self.targets = {d.strip() for d in self.deliver.split(",") if d.strip()}
-        unknown = self.targets - _DELIVERIES
-        if unknown:
-            raise ValueError(f"unknown delivery {sorted(unknown)}; use {sorted(_DELIVERIES)}")
+        takes_dicom = "dicom" in self.context.client_takes
+        self.targets = set(self.deliver) - {"auto", "none"}
+        if "auto" in self.deliver and takes_dicom:
+            self.targets.add("stream")
+        if "stream" in self.targets and self.context.host == "gadgetron":
+            log.warning(
+                "deliver=stream under Gadgetron, whose external steps cannot send DICOM: none is "
+                "sent back; use deliver=folder or pacs for DICOM files"
+            )
+            self.targets.discard("stream")
+        self.form = self.images if self.images != "auto" else "volumes" if takes_dicom else "slices"
         if "pacs" in self.targets and not self.pacs_host:
             raise ValueError("deliver=pacs needs pacs_host")
         if "folder" in self.targets and not self.folder:
@@ -116,6 +159,20 @@ class DicomOutput(Gadget):
         window = None
         if "WindowCenter" in meta and "WindowWidth" in meta:
             window = (float(meta["WindowCenter"]), float(meta["WindowWidth"]))
+        volume = np.abs(item.data[0]) if np.iscomplexobj(item.data) else item.data[0]
+        geometry = Geometry.from_image(item)
+        if self.targets:
+            yield from self._deliver_volume(item, volume, geometry, meta, unit, window)
+        if not self.pass_images:
+            return
+        if self.form == "volumes":
+            yield item
+        else:
+            series = int(item.image_series_index)
+            yield from mrd_slices(volume, geometry, meta, series_index=series, like=item)
+
+    def _deliver_volume(self, item, volume, geometry, meta, unit, window):
+        """The volume's DICOM series (and Parametric Map) to the delivery targets."""
         info = SeriesInfo(
             description=meta.get("SeriesDescription", "Na23 image [a.u.]"),
             series_number=int(item.image_series_index),
@@ -125,8 +182,7 @@ class DicomOutput(Gadget):
             window=window,
             comments=meta.get("ImageComments", ""),
         )
-        volume = np.abs(item.data[0]) if np.iscomplexobj(item.data) else item.data[0]
-        datasets = series_datasets(volume, Geometry.from_image(item), self.header_xml, info)
+        datasets = series_datasets(volume, geometry, self.header_xml, info)
         yield from self._deliver(datasets, info)
         if self.parametric_map and unit == "mmol/L" and meta.get("DataRole") == "Quantitative":
             from gadgets.core.output.dicom_pmap import parametric_map_dataset
@@ -136,11 +192,13 @@ class DicomOutput(Gadget):
                 info, series_number=int(pmap.SeriesNumber), description=pmap.SeriesDescription
             )
             yield from self._deliver([pmap], pinfo)
-        if self.pass_images:
-            yield item
 
     def _deliver_picture(self, item: ismrmrd.Image, meta: dict[str, str]):
         """A QA picture: one Secondary Capture file, and a PNG beside it in ``folder``."""
+        if not self.targets:
+            if self.pass_images and self.pass_pictures:
+                yield item
+            return
         rgb = picture_rgb(item)
         info = SeriesInfo(
             description=meta.get("SeriesDescription", "Na23 TSC QA"),
@@ -150,11 +208,12 @@ class DicomOutput(Gadget):
             image_type=(meta.get("ImageTypeValue3", "QA"),),
             comments=meta.get("ImageComments", ""),
         )
-        datasets = [secondary_capture_dataset(rgb, self.header_xml, info)]
+        burned_in = meta.get("BurnedInAnnotation") == "YES"
+        datasets = [secondary_capture_dataset(rgb, self.header_xml, info, burned_in)]
         if "folder" in self.targets:
             write_png(rgb, Path(self.folder) / f"series{info.series_number:03d}_0001.png")
         yield from self._deliver(datasets, info)
-        if self.pass_images:
+        if self.pass_images and self.pass_pictures:
             yield item
 
     def _deliver(self, datasets: list, info: SeriesInfo):

@@ -54,6 +54,19 @@ log = logging.getLogger(__name__)
 _TUBE_CLASSES = ("agarose", "saline")
 
 
+def _identity_line(header) -> str:
+    """Patient name and ID, study date and protocol, for the QA picture's corner."""
+    subject, study = header.subjectInformation, header.studyInformation
+    info = header.measurementInformation
+    parts = [
+        str(getattr(subject, "patientName", "") or "").replace("^", " "),
+        f"ID {subject.patientID}" if subject is not None and subject.patientID else "",
+        str(study.studyDate) if study is not None and study.studyDate else "",
+        str(info.protocolName) if info is not None and info.protocolName else "",
+    ]
+    return "   ".join(p for p in parts if p)
+
+
 def _positions(text: str) -> list[np.ndarray] | None:
     if not text.strip():
         return None
@@ -264,6 +277,11 @@ class TscCalibration(EchoVolumesGadget):
             )
             info = self.header.measurementInformation
             protocol = (info.protocolName if info is not None else "") or "sodium"
+            first = self.echoes[min(self.echoes)]
+            directions = tuple(
+                tuple(float(v) for v in d)
+                for d in (first.read_dir, first.phase_dir, first.slice_dir)
+            )
             qa = CalibrationQa(
                 magnitude=mag1,
                 voxel_mm=tuple(map(float, voxel_mm)),
@@ -276,6 +294,8 @@ class TscCalibration(EchoVolumesGadget):
                 tsc_mM=tsc,
                 failure=reason,
                 title=f"{protocol}, {self.field_T:g} T, {self.tube_class} tubes, sodium-gadgets",
+                identity=_identity_line(self.header),
+                directions=directions,
             )
             return qa, render_async(qa, use_helper=self.qa_helper)
         except Exception as exc:  # the picture is an extra: never lose the scan for it
@@ -306,6 +326,11 @@ class TscCalibration(EchoVolumesGadget):
             "ImageTypeValue3": "QA",
             "CalibrationStatus": status,
             "ImageComments": comments[:1000],
+            "BurnedInAnnotation": "YES",  # the patient and study are drawn in it
+            # for Gadgetron's DicomFinishGadget (reads them without a default)
+            "GADGETRON_ImageNumber": "1",
+            "GADGETRON_DataRole": "QA",
+            "GADGETRON_ImageComment": comments[:1000],
         }
         log.info("QA picture: calibration %s, %dx%d px", status, rgb.shape[1], rgb.shape[0])
         yield picture_image(rgb, first, meta, series_index=self.qa_series_index)

@@ -24,6 +24,45 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
         os.environ["SODIUM_GADGETS_CACHE"] = old
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``tiny`` scan (4 loops, dual echo, 300 projections) simulated once per session:
+    ``tiny.h5``, ``tiny_notraj.h5`` and the truth. Tests read it, never change it."""
+    from gadgets.simulator.scan import ScanDescription, simulate
+
+    out = tmp_path_factory.mktemp("tiny")
+    simulate(ScanDescription.load("tiny"), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir: Path) -> Path:
+    return tiny_dir / "tiny.h5"
+
+
+@pytest.fixture(scope="session")
+def header_xml(tiny: Path) -> str:
+    from gadgets.runtime.client import read_raw
+
+    return read_raw(tiny)[0]
+
+
+def external_step(module: str, target: str, props=()) -> str:
+    """A chain's ``<external>`` Python step with ``props`` (name, value) pairs."""
+    p = "".join(f'<property name="{k}" value="{v}"/>' for k, v in props)
+    return (
+        f'<external><execute name="{module}" target="{target}" type="python"/>'
+        f"<configuration>{p}</configuration></external>"
+    )
+
+
+def chain_xml(*steps: str) -> str:
+    """A chain (Gadgetron stream configuration, version 2) of these steps."""
+    return (
+        "<configuration><version>2</version><stream>" + "".join(steps) + "</stream></configuration>"
+    )
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261121)
@@ -62,6 +101,116 @@ def ideal_constant_fov_image(n: int, ndim: int) -> np.ndarray:
     box[(slice(0, n),) * ndim] = 1.0
     full = np.fft.ifftn(np.fft.fftn(np.fft.ifftshift(psf)) * np.fft.fftn(box)).real
     return full[(slice(0, n),) * ndim]
+
+
+def loop_array_object(shape, voxel_mm):
+    """A head-sized sphere (1.0) with a brighter ball and two bright 'tubes' near the edge."""
+    from gadgets.core.numerics.geometry import Geometry
+
+    fov = tuple(n * voxel_mm for n in shape[::-1])
+    pts = Geometry(shape, fov, (0.0, 0.0, 0.0), (1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0)).points_mm()
+    r = np.linalg.norm(pts, axis=-1)
+    rho = (r < 75).astype(float)
+    rho[np.linalg.norm(pts - [20, 10, 0], axis=-1) < 15] = 2.0
+    for x in (-95.0, 95.0):
+        rho[np.linalg.norm(pts[..., :2] - [x, 0], axis=-1) < 12] = 3.0
+    return rho, pts
+
+
+def loop_array_scan(model, rho, pts, rng, noise=0.01, handedness=1):
+    """Prewhitened channel volumes of rho seen by the model's loops with random gains, cable
+    phases and correlated noise; returns (images, W)."""
+    c = model.channels
+    gains = rng.uniform(0.7, 1.3, c) * np.exp(2j * np.pi * rng.random(c))
+    sens = gains[:, None] * model.fields(pts.reshape(-1, 3), handedness)
+    centre = np.argmin(np.linalg.norm(pts.reshape(-1, 3), axis=1))
+    sens /= np.linalg.norm(sens[:, centre])  # noise relative to the signal mid-head
+    a = rng.normal(size=(c, c)) + 1j * rng.normal(size=(c, c))
+    psi = a @ a.conj().T / c + np.eye(c)
+    w = np.linalg.inv(np.linalg.cholesky(psi))  # prewhitening: W psi W^H = I
+    raw = sens * rho.reshape(-1)
+    raw += (
+        np.linalg.cholesky(psi)
+        @ (rng.normal(size=raw.shape) + 1j * rng.normal(size=raw.shape))
+        * noise
+    )
+    return (w @ raw).reshape((c,) + rho.shape), w
+
+
+@pytest.fixture(scope="module")
+def loops8():
+    from gadgets.core.receive.loop_model import CoilModel
+    from gadgets.resources import coils_dir
+
+    return CoilModel.from_json(coils_dir() / "loops_8ch.json")
+
+
+def qa_phantom(n=32, vox=7.0):
+    """A head (40 mM) and four tubes along z (30-120 mM), as (TSC map, voxel mm, QA tubes at
+    their true places), for QA pictures."""
+    from gadgets.core.output.qa import QaTube
+
+    z, y, x = (np.mgrid[:n, :n, :n] - n // 2) * vox
+    tsc = np.zeros((n, n, n), np.float32)
+    tsc[(x / 70) ** 2 + (y / 80) ** 2 + (z / 75) ** 2 < 1] = 40.0
+    tubes = []
+    for c, (cx, cy) in zip(
+        (30.0, 60.0, 90.0, 120.0), [(88, -35), (-88, -35), (88, 35), (-88, 35)], strict=True
+    ):
+        tsc[((x - cx) ** 2 + (y - cy) ** 2 < 100) & (np.abs(z) < 25)] = c
+        tubes.append(QaTube((cx, cy, 0.0), (0.0, 0.0, 1.0), 10.0, 50.0, 0.01 * c + 0.05, c))
+    return tsc, (vox, vox, vox), tubes
+
+
+def dicom_geometry(shape=(6, 20, 24)):
+    """A small oblique-free volume geometry off the isocentre, for DICOM tests."""
+    from gadgets.core.numerics.geometry import Geometry
+
+    return Geometry(shape, (240.0, 200.0, 60.0), (1.0, 2.0, 3.0), (1, 0, 0), (0, 1, 0), (0, 0, 1))
+
+
+#: 4 mm isotropic voxels, (x, y, z)
+VOXEL_4MM = np.array([4.0, 4.0, 4.0])
+
+
+def readout_weighting(tube_class="agarose", field=7.0, readout_s=10e-3):
+    """The k-space weighting of a 10 ms readout with linear ``|k|(t)`` (plain 3D radial), TE
+    0.3 ms, for tube templates (:func:`~gadgets.core.calibration.tube_templates.readout_filter`)."""
+    from gadgets.core.calibration.tube_templates import readout_filter
+    from gadgets.core.numerics import relaxation as rx
+
+    kr = np.linspace(0, 0.5, 256)
+    t = kr / 0.5 * readout_s
+    return readout_filter(kr, t, rx.relaxation(tube_class, field).decay, 0.3e-3)
+
+
+def isocentre_volume(fov_mm: float):
+    """What a volume image takes its geometry from (an acquisition's fields): at the isocentre,
+    axis-aligned, ``fov_mm`` cubed."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        position=(0.0, 0.0, 0.0),
+        read_dir=(1.0, 0, 0),
+        phase_dir=(0, 1.0, 0),
+        slice_dir=(0, 0, 1.0),
+        patient_table_position=(0.0, 0.0, 0.0),
+        field_of_view=(fov_mm,) * 3,
+    )
+
+
+def image_arrays(path: Path) -> list[np.ndarray]:
+    """The data of every image in an ``images.h5``, series by series."""
+    import ismrmrd
+
+    ds = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
+    try:
+        series = [name for name in sorted(ds.list()) if name.startswith("image_")]
+        return [
+            ds.read_image(s, i).data.copy() for s in series for i in range(ds.number_of_images(s))
+        ]
+    finally:
+        ds.close()
 
 
 def write_cfl(base: Path, array: np.ndarray) -> None:

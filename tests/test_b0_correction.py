@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import isocentre_volume
 
 from gadgets.b0_correction import B0Correction
 from gadgets.core.numerics.b0 import mfi_frequencies
@@ -21,18 +22,6 @@ def _header(echoes=2):
     contrast = SimpleNamespace(minimum=0, maximum=echoes - 1)
     enc = SimpleNamespace(encodingLimits=SimpleNamespace(contrast=contrast))
     return SimpleNamespace(encoding=[enc])
-
-
-def _like():
-    like = SimpleNamespace(
-        position=(0.0, 0.0, 0.0),
-        read_dir=(1.0, 0, 0),
-        phase_dir=(0, 1.0, 0),
-        slice_dir=(0, 0, 1.0),
-        patient_table_position=(0.0, 0.0, 0.0),
-        field_of_view=(160.0, 160.0, 160.0),
-    )
-    return like
 
 
 def _field():
@@ -64,7 +53,9 @@ def _echoes(field_hz, bins_hz, rho=None):
             combination="adaptive",
         )
         data = (rho * phase * blur * (0.8 if echo else 1.0)).astype(np.complex64)
-        img = volume_image(data, _like(), info.to_meta(), contrast=echo, series_index=100 + echo)
+        img = volume_image(
+            data, isocentre_volume(160.0), info.to_meta(), contrast=echo, series_index=100 + echo
+        )
         out.append(img)
     return out
 
@@ -117,6 +108,8 @@ def test_map_file_of_the_wrong_shape_and_missing_echo_times_are_refused(tmp_path
     for img in images:  # a header without TE: the gridder writes no echo time
         meta = read_meta(img)
         del meta["SodiumEchoTimeS"]
-        img.attribute_string = volume_image(img.data, _like(), meta).attribute_string
+        img.attribute_string = volume_image(
+            img.data, isocentre_volume(160.0), meta
+        ).attribute_string
     with pytest.raises(ValueError, match="B0Correction needs the echo time"):
         _run(B0Correction(_header()), images)

@@ -1,57 +1,16 @@
-"""Receive-bias correction from a coil model: the loop field against a brute-force Biot-Savart
-sum, the fit recovering an object free of the receive profile, and the CoilCombiner gadget."""
+"""The CoilCombiner gadget: the whitening message it consumes, the coil model it fits, the
+receive profile it removes, and the notice when no coil file fits."""
 
 from types import SimpleNamespace
 
 import ismrmrd
 import numpy as np
 import pytest
+from conftest import loop_array_object, loop_array_scan
 
 from gadgets.coil_combination import CoilCombiner
-from gadgets.core.numerics.geometry import Geometry
-from gadgets.core.receive.loop_model import (
-    CoilModel,
-)
-from gadgets.resources import coils_dir
 from gadgets.volume_meta import GriddedVolume
 from gadgets.volumes import read_meta, volume_image
-
-
-def _object(shape, voxel_mm):
-    """A head-sized sphere (1.0) with a brighter ball and two bright 'tubes' near the edge."""
-    fov = tuple(n * voxel_mm for n in shape[::-1])
-    pts = Geometry(shape, fov, (0.0, 0.0, 0.0), (1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0)).points_mm()
-    r = np.linalg.norm(pts, axis=-1)
-    rho = (r < 75).astype(float)
-    rho[np.linalg.norm(pts - [20, 10, 0], axis=-1) < 15] = 2.0
-    for x in (-95.0, 95.0):
-        rho[np.linalg.norm(pts[..., :2] - [x, 0], axis=-1) < 12] = 3.0
-    return rho, pts
-
-
-def _scan(model, rho, pts, rng, noise=0.01, handedness=1):
-    """Prewhitened channel volumes of rho seen by the model's loops with random gains, cable
-    phases and correlated noise; returns (images, W)."""
-    c = model.channels
-    gains = rng.uniform(0.7, 1.3, c) * np.exp(2j * np.pi * rng.random(c))
-    sens = gains[:, None] * model.fields(pts.reshape(-1, 3), handedness)
-    centre = np.argmin(np.linalg.norm(pts.reshape(-1, 3), axis=1))
-    sens /= np.linalg.norm(sens[:, centre])  # noise relative to the signal mid-head
-    a = rng.normal(size=(c, c)) + 1j * rng.normal(size=(c, c))
-    psi = a @ a.conj().T / c + np.eye(c)
-    w = np.linalg.inv(np.linalg.cholesky(psi))  # prewhitening: W psi W^H = I
-    raw = sens * rho.reshape(-1)
-    raw += (
-        np.linalg.cholesky(psi)
-        @ (rng.normal(size=raw.shape) + 1j * rng.normal(size=raw.shape))
-        * noise
-    )
-    return (w @ raw).reshape((c,) + rho.shape), w
-
-
-@pytest.fixture(scope="module")
-def loops8():
-    return CoilModel.from_json(coils_dir() / "loops_8ch.json")
 
 
 def _volume(data, meta):
@@ -64,8 +23,8 @@ def _volume(data, meta):
 def test_combiner_gadget_uses_the_whitening_message(loops8):
     rng = np.random.default_rng(11)
     shape = (32, 32, 32)
-    rho, pts = _object(shape, 7.0)
-    images, w = _scan(loops8, rho, pts, rng)
+    rho, pts = loop_array_object(shape, 7.0)
+    images, w = loop_array_scan(loops8, rho, pts, rng)
     fov = (32 * 7.0,) * 3
     gridded = GriddedVolume((0.0,), 1e-5, (0.0, 0.5), 0.5, 0.0, readouts=100, coils=8)
     meta = {**gridded.to_meta(), "fov_mm": fov}

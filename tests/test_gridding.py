@@ -15,16 +15,8 @@ from gadgets.gridding import StreamingGridder
 from gadgets.runtime.client import read_raw
 from gadgets.runtime.header import parse_header
 from gadgets.runtime.notice import Notice
-from gadgets.simulator.scan import ScanDescription, simulate
 from gadgets.volume_meta import GriddedVolume
 from gadgets.volumes import read_meta
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    simulate(ScanDescription.load("tiny"), out)  # writes tiny_notraj.h5 too
-    return out
 
 
 def _readouts(path):
@@ -41,8 +33,8 @@ def _grid(xml, readouts, **props):
     return images, [o for o in out if isinstance(o, Notice)]
 
 
-def test_streamed_volumes_equal_a_batch_adjoint_and_say_what_they_are(tiny):
-    xml, readouts = _readouts(tiny / "tiny.h5")
+def test_streamed_volumes_equal_a_batch_adjoint_and_say_what_they_are(tiny_dir):
+    xml, readouts = _readouts(tiny_dir / "tiny.h5")
     images, notices = _grid(xml, readouts)
     assert sorted(images) == [0, 1] and notices == []
     header = parse_header(xml)
@@ -64,10 +56,10 @@ def test_streamed_volumes_equal_a_batch_adjoint_and_say_what_they_are(tiny):
         assert np.allclose(image.field_of_view, (224.0, 224.0, 224.0))
 
 
-def test_readouts_without_traj_use_the_header_and_repeats_are_averaged(tiny):
-    xml, readouts = _readouts(tiny / "tiny.h5")
+def test_readouts_without_traj_use_the_header_and_repeats_are_averaged(tiny_dir):
+    xml, readouts = _readouts(tiny_dir / "tiny.h5")
     ref, _ = _grid(xml, readouts)
-    xml2, bare = _readouts(tiny / "tiny_notraj.h5")
+    xml2, bare = _readouts(tiny_dir / "tiny_notraj.h5")
     assert bare[0].trajectory_dimensions == 0
     described, _ = _grid(xml2, bare)
     assert relative_error(ref[0].data, described[0].data) < 1e-5
@@ -76,8 +68,8 @@ def test_readouts_without_traj_use_the_header_and_repeats_are_averaged(tiny):
     assert GriddedVolume.from_meta(read_meta(twice[1]), "test").readouts == 600
 
 
-def test_mfi_bins_are_extra_channels(tiny):
-    xml, readouts = _readouts(tiny / "tiny.h5")
+def test_mfi_bins_are_extra_channels(tiny_dir):
+    xml, readouts = _readouts(tiny_dir / "tiny.h5")
     images, _ = _grid(xml, readouts[:40], b0_max_ppm="1", max_bad_fraction="1")
     info = GriddedVolume.from_meta(read_meta(images[0]), "test")
     bins = np.asarray(info.bins_hz)
@@ -85,8 +77,8 @@ def test_mfi_bins_are_extra_channels(tiny):
     assert images[0].data.shape[0] == 4 * bins.size
 
 
-def test_degraded_input_is_reported_or_refused(tiny):
-    xml, readouts = _readouts(tiny / "tiny.h5")
+def test_degraded_input_is_reported_or_refused(tiny_dir):
+    xml, readouts = _readouts(tiny_dir / "tiny.h5")
     images, notices = _grid(xml, readouts[: len(readouts) // 2])
     assert any("only 150 of 300 projections" in n.text for n in notices)
     bad = [a for a in readouts]
@@ -100,8 +92,8 @@ def test_degraded_input_is_reported_or_refused(tiny):
         _grid(xml, bad)
 
 
-def test_bad_properties_are_refused_when_the_chain_loads(tiny):
-    xml, _ = _readouts(tiny / "tiny.h5")
+def test_bad_properties_are_refused_when_the_chain_loads(tiny_dir):
+    xml, _ = _readouts(tiny_dir / "tiny.h5")
     header = parse_header(xml)
     for props, reason in (
         ({"dcf": "voronoi"}, "not one of analytic, pipe_menon"),

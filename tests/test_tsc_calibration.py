@@ -12,7 +12,7 @@ import ismrmrd
 import numpy as np
 import pydicom
 import pytest
-from conftest import require_tool
+from conftest import isocentre_volume, require_tool
 from PIL import Image
 from pydicom.uid import MRImageStorage, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
@@ -79,14 +79,7 @@ def _first_echo(centres=CENTRES, conc=CONC):
 
 
 def _volume(data, contrast=0):
-    like = SimpleNamespace(
-        position=(0.0, 0.0, 0.0),
-        read_dir=(1.0, 0, 0),
-        phase_dir=(0, 1.0, 0),
-        slice_dir=(0, 0, 1.0),
-        patient_table_position=(0.0, 0.0, 0.0),
-        field_of_view=(FOV_MM,) * 3,
-    )
+    like = isocentre_volume(FOV_MM)
     meta = _gridded().to_meta()
     return volume_image(data.astype(np.complex64)[None], like, meta, contrast=contrast)
 
@@ -241,6 +234,9 @@ def test_secondary_capture_round_trip_and_folder_delivery(birdcage, tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == ["series050_0001.dcm", "series050_0001.png"]
     png = np.asarray(Image.open(folder / "series050_0001.png").convert("RGB"))
     assert np.array_equal(png, rgb)
+    # the patient is named in the picture, and the file says so
+    assert pydicom.dcmread(folder / "series050_0001.dcm").BurnedInAnnotation == "YES"
+    assert pydicom.dcmread(path).BurnedInAnnotation == "NO"  # a picture without identity
 
 
 def test_cstore_proposes_secondary_capture(birdcage, tmp_path):

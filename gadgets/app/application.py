@@ -8,14 +8,11 @@ import dataclasses
 import io
 from pathlib import Path
 
-from gadgets import __version__
+from gadgets import GADGET_PACKAGES, __version__
 from gadgets.resources import chains_dir
 from gadgets.runtime.application import Application
 
 __all__ = ["application", "qa_png_hook", "recon_file", "send_file"]
-
-#: packages a chain's steps may come from: importing a module runs its code
-ALLOWED_MODULES = ("gadgets",)
 
 
 def qa_png_hook(path: Path, data: bytes) -> list[Path]:
@@ -41,7 +38,7 @@ def application(chains: str | Path | None = None) -> Application:
         name="sodium-gadgets",
         version=__version__,
         chains_dir=chains_dir(),
-        allowed_modules=ALLOWED_MODULES,
+        allowed_modules=GADGET_PACKAGES,
         dicom_hooks=(qa_png_hook,),
     )
     if chains is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -191,6 +192,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             args.config_file,
             args.timeout,
             dicom_hooks=application().dicom_hooks,
+            parameters=_overrides(args.set) or None,
         )
     except (ConnectionError, TimeoutError, socket.gaierror) as exc:
         print(f"send: cannot reach a server at {args.host}:{args.port}: {exc}", file=sys.stderr)
@@ -201,6 +203,44 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"server: {text}", file=sys.stderr)
     print(f"{out.images} images, {len(out.dicoms)} DICOM files -> {args.out}/")
     return 1 if result.errors or not result.closed else 0
+
+
+def cmd_chains(args: argparse.Namespace) -> int:
+    import shutil
+    import xml.etree.ElementTree as ET
+
+    from gadgets.resources import chains_dir
+
+    folder = chains_dir()
+    files = sorted(folder.glob("*.xml")) + sorted((folder / "gadgetron").glob("*.xml"))
+    if not files:
+        raise FileNotFoundError(f"no chain files installed in {folder}")
+    for path in files:
+        kind = "Gadgetron only" if path.parent.name == "gadgetron" else "embedded + Gadgetron"
+        steps = ET.parse(path).getroot().find("stream")
+        print(f"{path.stem:30} {len(steps):2d} steps  {kind}")
+    if args.copy_to:
+        dest = Path(args.copy_to)
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            shutil.copy2(path, dest / path.name)
+        print(
+            f"{len(files)} chain files copied to {dest}/ (a Gadgetron's config folder: its "
+            "clients name them with -c NAME.xml)"
+        )
+    return 0
+
+
+def cmd_openrecon_label(args: argparse.Namespace) -> int:
+    from gadgets.app.application import application
+    from gadgets.app.openrecon import write_label
+
+    text = write_label(args.chain, application(args.chains).chains_dir, args.out)
+    if args.out is None:
+        print(text, end="")
+    else:
+        print(f"OpenRecon label of {args.chain} -> {args.out}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -386,8 +426,38 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--config", help="chain name on the server (default: by protocol)")
     group.add_argument("--config-file", help="send this chain XML instead of a name")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a chain property on the server (sent as FIRE/OpenRecon JSON parameters)",
+    )
     p.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
     p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser(
+        "chains",
+        help="list the installed chains; copy them into a Gadgetron's config folder",
+        description="List the chain files installed with the package (chains/*.xml run in the "
+        "embedded server and in Gadgetron; chains/gadgetron/*.xml in Gadgetron only). With "
+        "--copy-to, copy them into a folder such as $GADGETRON_HOME/share/gadgetron/config.",
+    )
+    p.add_argument("--copy-to", metavar="DIR", help="copy the chain files into DIR")
+    p.set_defaults(func=cmd_chains)
+
+    p = sub.add_parser(
+        "openrecon-label",
+        help="write the OpenRecon UI description (JSON label) of a chain",
+        description="Write the JSON label a Siemens OpenRecon image carries: the chain's "
+        "properties as console parameters (type, default, description, choices, bounds), "
+        "without those that name server paths or hosts. The console sends the values back as "
+        "JSON parameters, which set the properties.",
+    )
+    p.add_argument("chain", help="a chain name (as for recon --chain) or a chain file")
+    p.add_argument("--out", help="write the label here (default: print it)")
+    p.add_argument("--chains", help="folder of chain files (default: the installed chains)")
+    p.set_defaults(func=cmd_openrecon_label)
 
     p = sub.add_parser(
         "demo",
@@ -423,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # the reader went away (| head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, FileNotFoundError, ConnectionError) as exc:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)

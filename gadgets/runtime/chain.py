@@ -32,6 +32,7 @@ __all__ = [
     "ChainError",
     "ChainSpec",
     "StepSpec",
+    "check_modules",
     "import_target",
     "instantiate",
     "load_chain",
@@ -184,14 +185,12 @@ def instantiate(
                 "runtime runs <external> Python steps"
             )
         where = f"chain {spec.name}: step {step.name!r}"
-        if allowed_modules is not None and not any(
-            step.module == m or step.module.startswith(m + ".") for m in allowed_modules
-        ):
-            raise ChainError(f"{where}: module {step.module!r} is not allowed on this server")
+        if allowed_modules is not None:
+            check_modules(spec, allowed_modules)
         cls = import_target(step.module, step.target, where)
         values = dict(step.properties)
         for key, value in overrides.items():
-            if key in cls.properties:
+            if key in cls.properties or cls.forwards_properties:
                 values[key] = value
                 used.add(key)
         ctx = dataclasses.replace(base, chain=spec.name, step=step.name, resource_dirs=dirs)
@@ -202,8 +201,23 @@ def instantiate(
             raise ChainError(f"chain {spec.name}: step {step.name!r}: {exc}") from exc
     unused = sorted(set(overrides) - used)
     if unused:
-        raise ChainError(f"chain {spec.name}: no step has a property {unused[0]!r} (--set)")
+        raise ChainError(
+            f"chain {spec.name}: no step has a property {unused[0]!r} (set by --set or the client)"
+        )
     return steps
+
+
+def check_modules(spec: ChainSpec, allowed_modules: tuple[str, ...]) -> None:
+    """Refuse a chain with a step from a package outside ``allowed_modules`` (before anything
+    is imported: importing a module runs its code)."""
+    for step in spec.steps:
+        if not step.cpp and not any(
+            step.module == m or step.module.startswith(m + ".") for m in allowed_modules
+        ):
+            raise ChainError(
+                f"chain {spec.name}: step {step.name!r}: module {step.module!r} is not allowed "
+                "on this server"
+            )
 
 
 def import_target(module: str, target: str, where: str) -> type[Gadget]:

@@ -5,6 +5,7 @@ Secondary Capture file -- the calibration QA picture -- beside it)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -20,10 +21,12 @@ from gadgets.runtime.application import Application
 from gadgets.runtime.chain import load_chain
 from gadgets.runtime.context import StepContext
 from gadgets.runtime.outputs import OutputFolder
+from gadgets.runtime.parameters import ACCEPTS_QUERY
 from gadgets.runtime.protocol import (
     Close,
     DicomFile,
     Error,
+    MessageId,
     MessageReader,
     MessageWriter,
     ProtocolError,
@@ -130,10 +133,14 @@ def send_file(
     config_file: str | Path | None = None,
     timeout_s: float = 600.0,
     dicom_hooks: tuple = (),
+    parameters: dict[str, str] | None = None,
+    accept_dicom: bool = True,
 ) -> tuple[SendResult, OutputFolder]:
     """Stream a file's acquisitions to a server, like ``gadgetron_ismrmrd_client``, and collect
     what comes back (images, DICOM files, text) while sending; ``dicom_hooks`` run on each
-    DICOM file written (:class:`~gadgets.runtime.outputs.OutputFolder`)."""
+    DICOM file written (:class:`~gadgets.runtime.outputs.OutputFolder`). ``parameters`` are sent
+    as the FIRE / OpenRecon JSON text after the header (chain properties, :mod:`.parameters`);
+    ``accept_dicom`` announces that DICOM files (message 1018) are welcome."""
     xml, items = read_raw(path)
     sock = _connect(host, port, timeout_s)
     out = OutputFolder(out_dir, dicom_hooks)
@@ -166,11 +173,15 @@ def send_file(
     receiver = threading.Thread(target=receive, daemon=True)
     receiver.start()
     try:
+        if accept_dicom:
+            writer.query(1, f"{ACCEPTS_QUERY}={MessageId.DICOM.value}")
         if config_file is not None:
             writer.config_text(Path(config_file).read_text())
         else:
             writer.config_file(config or "default")
         writer.header(xml)
+        if parameters:
+            writer.text(json.dumps({"version": "1.0", "parameters": parameters}))
         for item in items:
             writer.item(item)
         last_sent[0] = time.perf_counter()

@@ -9,11 +9,21 @@ configuration's properties, items are read and the outputs written with this pro
 Gadgetron stops the stream with the message. Never TEXT (5): Gadgetron treats TEXT from an
 external step as an illegal message. (The ``gadgetron`` package alone would just close,
 hiding the failure.)
+
+Notices (:class:`~.notice.Notice`: a calibration refused, readouts dropped) have no message of
+their own in that protocol. They are logged, and those at WARNING or above go to Gadgetron as
+one ERROR after the step's last item: Gadgetron passes every item on and then sends the client
+``[<step>] ERROR: WARNING: <notice>`` as TEXT at the end of the stream, the one way a client of
+Gadgetron hears of them (the images are complete; the wording says it is a warning).
+
+The step's process logs at INFO (gadgetron-python's default is DEBUG, which lets numba print
+thousands of lines while it compiles), unless ``GADGETRON_EXTERNAL_LOG_LEVEL`` says otherwise.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import xml.etree.ElementTree as ET
 
 import ismrmrd
@@ -45,6 +55,7 @@ def properties_from_config(config: ET.Element | None) -> dict[str, str]:
 
 def serve_gadgetron_connection(cls: type, connection) -> None:
     """Run gadget class ``cls`` on a connection opened by the ``gadgetron`` package."""
+    _quiet_logging()
     sock = connection.socket.socket  # the package's wrapper loops forever at end of stream
     sock.settimeout(None)
     writer = MessageWriter(sock.sendall)
@@ -56,6 +67,7 @@ def serve_gadgetron_connection(cls: type, connection) -> None:
         context = StepContext(step=name, host="gadgetron", client_takes=frozenset())
         header = parse_header(header_xml.rstrip("\0"))
         gadget = cls(header, context, **properties_from_config(connection.config))
+        notices: list[Notice] = []
         while True:
             try:
                 msg = reader.read()
@@ -63,11 +75,14 @@ def serve_gadgetron_connection(cls: type, connection) -> None:
                 log.warning("%s: Gadgetron closed the stream without CLOSE", name)
                 return
             if isinstance(msg, Close):
-                _send(writer, gadget.finish(), name)
+                notices += _send(writer, gadget.finish(), name)
+                warnings = [n.client_text for n in notices if n.level >= logging.WARNING]
+                if warnings:  # after every item: Gadgetron tells the client at the end
+                    writer.error("; ".join(warnings))
                 return
             if not isinstance(msg, ismrmrd.Acquisition | ismrmrd.Image | ismrmrd.Waveform):
                 raise ProtocolError(f"unexpected {type(msg).__name__} from Gadgetron")
-            _send(writer, gadget.process(msg), name)
+            notices += _send(writer, gadget.process(msg), name)
     except Exception as exc:
         log.exception("%s failed", name)
         try:
@@ -88,11 +103,23 @@ def _drain(reader: MessageReader, sock, timeout_s: float = 30.0) -> None:
         pass
 
 
-def _send(writer: MessageWriter, items, name: str) -> None:
+def _send(writer: MessageWriter, items, name: str) -> list[Notice]:
+    """Write the ISMRMRD items; return the notices (logged here)."""
+    notices = []
     for item in items:
-        if isinstance(item, Notice):  # Gadgetron takes no TEXT from an external step: log it
+        if isinstance(item, Notice):  # Gadgetron takes no TEXT from an external step
             log.log(item.level, "%s: %s", name, item.text)
+            notices.append(item)
             continue
         if not isinstance(item, ismrmrd.Acquisition | ismrmrd.Image | ismrmrd.Waveform):
             raise TypeError(f"{name} produced a {type(item).__name__}, which Gadgetron cannot take")
         writer.item(item)
+    return notices
+
+
+def _quiet_logging() -> None:
+    """INFO for the step's process, WARNING for numba, unless Gadgetron's variable is set."""
+    if os.environ.get("GADGETRON_EXTERNAL_LOG_LEVEL"):
+        return
+    logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("numba").setLevel(logging.WARNING)

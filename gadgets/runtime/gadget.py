@@ -18,10 +18,11 @@ Gadgetron::
                 item.data[:] *= self.factor
             yield item
 
-Property types: ``bool``, ``int``, ``float``, ``str`` and ``list[float]`` (comma-separated
-numbers, parsed to a tuple); ``choices`` limits a text to a set, ``low`` / ``high`` bound a
-number (inclusive; every element of a list), ``length`` the number of elements of a list. A value
-that breaks them is refused when the chain is loaded, with a message naming the property.
+Property types: ``bool``, ``int``, ``float``, ``str``, and ``list[float]`` / ``list[str]``
+(comma-separated, parsed to a tuple); ``choices`` limits a text to a set (every element of a
+list), ``low`` / ``high`` bound a number (inclusive; every element of a list), ``length`` the
+number of elements of a list. A value that breaks them is refused when the chain is loaded, with
+a message naming the property.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = ["Gadget", "Property", "PropertyError", "StepContext"]
 
 _MISSING = object()
 _FLOATS = list[float]
+_TEXTS = list[str]
 
 
 class PropertyError(ValueError):
@@ -57,13 +59,25 @@ def _parse_floats(text: str) -> tuple[float, ...]:
     return tuple(float(p) for p in parts)
 
 
-_PARSERS = {bool: _parse_bool, int: int, float: float, str: str, _FLOATS: _parse_floats}
+def _parse_texts(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+_PARSERS = {
+    bool: _parse_bool,
+    int: int,
+    float: float,
+    str: str,
+    _FLOATS: _parse_floats,
+    _TEXTS: _parse_texts,
+}
 _TYPE_NAMES = {
     bool: "boolean",
     int: "integer",
     float: "number",
     str: "text",
     _FLOATS: "list of numbers",
+    _TEXTS: "list of words",
 }
 
 
@@ -78,7 +92,10 @@ class Property:
     choices: tuple[str, ...] | None = None
     low: float | None = None
     high: float | None = None
-    length: tuple[int, int] | None = None  # list[float]: fewest and most elements
+    length: tuple[int, int] | None = None  # lists: fewest and most elements
+    #: the value names a place on the server (a path, a host, a port): set by the site's
+    #: administrator, not by a client (:mod:`gadgets.runtime.server` can lock it)
+    location: bool = False
 
     def __post_init__(self) -> None:
         if self.type not in _PARSERS:
@@ -104,8 +121,10 @@ class Property:
 
     def check(self, value: Any) -> None:
         """Refuse a value outside ``choices``, ``low``/``high`` or ``length``."""
-        if self.choices is not None and value not in self.choices:
-            raise PropertyError(f"{value!r} is not one of {', '.join(self.choices)}")
+        if self.choices is not None:
+            for word in value if self.type == _TEXTS else (value,):
+                if word not in self.choices:
+                    raise PropertyError(f"{word!r} is not one of {', '.join(self.choices)}")
         numbers = value if self.type == _FLOATS else (value,)
         if self.type in (int, float, _FLOATS):
             for x in numbers:
@@ -125,6 +144,9 @@ class Gadget:
     :meth:`process` (default: pass the item on) and :meth:`finish` (default: nothing)."""
 
     properties: ClassVar[dict[str, Property]] = {}
+    #: a step that runs other steps (e.g. a whole chain): properties it does not declare are
+    #: kept, unparsed, in ``self.forwarded`` for those steps, instead of being refused
+    forwards_properties: ClassVar[bool] = False
     context: StepContext
 
     def __init__(
@@ -135,7 +157,8 @@ class Gadget:
         if header is None and not values:
             return  # built by a real Gadgetron's loader, which then calls handle()
         unknown = sorted(set(values) - set(self.properties))
-        if unknown:
+        self.forwarded = {k: values[k] for k in unknown} if self.forwards_properties else {}
+        if unknown and not self.forwards_properties:
             raise PropertyError(
                 f"unknown property {unknown[0]!r} (known: {sorted(self.properties)})"
             )

@@ -3,8 +3,11 @@ runs the requested chain in-process for each connection.
 
 A connection sends its configuration (message 1: a chain name resolved in the application's chains
 folder, where ``default`` means "the chain for my protocol" from its ``protocols.toml``; or message
-2: the chain XML itself), then the ISMRMRD header (3), then items (1008, 1022, 1026) and CLOSE (4).
-Queries (6) are answered at any point. Each output of the chain is sent back as soon as it is
+2: the chain XML itself), then the ISMRMRD header (3), optionally the FIRE / OpenRecon JSON
+parameters as TEXT (5, :mod:`.parameters`: they set chain properties), then items (1008, 1022,
+1026) and CLOSE (4). Queries (6) are answered at any point; a client announces there what it
+takes beyond the standard messages (``mrd::client_accepts=1018`` for DICOM files), and nothing
+else is sent to it. Each output of the chain is sent back as soon as it is
 produced. Anything wrong (a malformed message, an unknown chain, a step that fails) is sent to the
 client as ``TEXT "[<where>] ERROR: <message>"`` followed by CLOSE, as Gadgetron does, and logged;
 the connection ends, and the server goes on serving the others (one thread per connection).
@@ -21,10 +24,11 @@ from collections.abc import Iterable
 import ismrmrd
 
 from gadgets.runtime.application import Application
-from gadgets.runtime.chain import ChainError, load_chain, parse_chain
+from gadgets.runtime.chain import ChainError, check_modules, load_chain, parse_chain
 from gadgets.runtime.context import StepContext
-from gadgets.runtime.header import HeaderError
+from gadgets.runtime.header import HeaderError, parse_header
 from gadgets.runtime.notice import Notice
+from gadgets.runtime.parameters import ParameterError, accepted_ids, parameters_from_json
 from gadgets.runtime.protocol import (
     Close,
     ConfigFile,
@@ -32,6 +36,7 @@ from gadgets.runtime.protocol import (
     DicomFile,
     Header,
     Limits,
+    MessageId,
     MessageReader,
     MessageWriter,
     ProtocolError,
@@ -69,6 +74,7 @@ class _Session:
         self._send_lock = threading.Lock()
         self.writer = MessageWriter(self._send)
         self.where = "connection"
+        self.accepts: frozenset[int] = frozenset()  # message ids beyond the standard ones
 
     def _send(self, data: bytes) -> None:
         with self._send_lock:
@@ -79,13 +85,19 @@ class _Session:
         while True:
             msg = self.reader.read()
             if isinstance(msg, Query):
-                self.writer.response(msg.correlation_id, answer_query(self.app, msg.query))
+                ids = accepted_ids(msg.query)
+                if ids is not None:
+                    self.accepts = ids
+                    answer = "ok"
+                else:
+                    answer = answer_query(self.app, msg.query)
+                self.writer.response(msg.correlation_id, answer)
                 continue
             return msg
 
     def _send_outputs(self, items: Iterable) -> None:
         for item in items:
-            if isinstance(item, DicomFile):
+            if isinstance(item, DicomFile):  # the chain's choice: deliver=auto or stream
                 self.writer.dicom(item.data, item.filename, item.meta)
             elif isinstance(item, Notice):
                 log.log(item.level, "[%s] %s", self.where, item.text)
@@ -102,7 +114,7 @@ class _Session:
             self._serve()
         except EOFError:
             log.warning("[%s] client disconnected mid-stream; nothing sent back", self.where)
-        except (ProtocolError, ChainError, HeaderError, StepError) as exc:
+        except (ProtocolError, ChainError, HeaderError, ParameterError, StepError) as exc:
             self._fail(
                 exc.client_text() if isinstance(exc, StepError) else f"[{self.where}] ERROR: {exc}"
             )
@@ -138,6 +150,13 @@ class _Session:
         except OSError:
             pass
 
+    def _load(self, chain_name: str):
+        """A chain of the server's folder, by name (never a path)."""
+        name = chain_name.removesuffix(".xml")
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise ProtocolError("a chain is named as in the server's chains folder, not by a path")
+        return load_chain(chain_name, self.app.chains_dir)
+
     def _serve(self) -> None:
         first = self._next()
         if isinstance(first, ConfigFile):
@@ -145,6 +164,7 @@ class _Session:
             spec = None
         elif isinstance(first, ConfigText):
             chain_name, spec = None, parse_chain(first.xml, "<config text>")
+            check_modules(spec, self.app.allowed_modules)
         else:
             raise ProtocolError(
                 f"the first message must be a configuration (1 or 2), not {type(first).__name__}"
@@ -155,23 +175,36 @@ class _Session:
             raise ProtocolError(
                 f"the ISMRMRD header (message 3) must follow the configuration, not {got}"
             )
+        parse_header(header.xml)  # a broken header is refused before anything else is read
+        by_choice = spec is None and chain_name in (*DEFAULT_CHAIN_NAMES, "openrecon")
+        if spec is None and not by_choice:  # a named chain: refused now if it is not there
+            spec = self._load(chain_name)
+        msg = self._next()
+        client_props: dict[str, str] = {}
+        while isinstance(msg, Text):  # FIRE / OpenRecon parameters, or a note
+            if msg.text.lstrip().startswith("{"):
+                props, config = parameters_from_json(msg.text)
+                client_props.update(props)
+                if config and by_choice:
+                    chain_name = config
+                log.info("[%s] client parameters: %s", self.where, props)
+            else:
+                log.info("[%s] client says: %s", self.where, msg.text)
+            msg = self._next()
         overrides: dict[str, str] = {}
         if spec is None:
-            name = chain_name.removesuffix(".xml")
-            if "/" in name or "\\" in name or name.startswith("."):
-                raise ProtocolError(
-                    "a chain is named as in the server's chains folder, not by a path"
-                )
-            if chain_name in DEFAULT_CHAIN_NAMES:
+            if chain_name in DEFAULT_CHAIN_NAMES or chain_name == "openrecon":
                 entry = chain_for_protocol(header.xml, self.app.chains_dir)
                 chain_name, overrides = entry.chain, entry.overrides
-            spec = load_chain(chain_name, self.app.chains_dir)
+            spec = self._load(chain_name)
         self.where = spec.name
-        context = StepContext(resource_dirs=(self.app.chains_dir,))
-        runner = ChainRunner(spec, header.xml, overrides, self.app.allowed_modules, context)
+        takes = {"text"} | ({"dicom"} if MessageId.DICOM in self.accepts else set())
+        context = StepContext(resource_dirs=(self.app.chains_dir,), client_takes=frozenset(takes))
+        runner = ChainRunner(
+            spec, header.xml, {**overrides, **client_props}, self.app.allowed_modules, context
+        )
         log.info("[%s] stream started", spec.name)
         while True:
-            msg = self._next()
             if isinstance(msg, ismrmrd.Acquisition | ismrmrd.Image | ismrmrd.Waveform):
                 self._send_outputs(runner.push(msg))
             elif isinstance(msg, Text):
@@ -183,6 +216,7 @@ class _Session:
                 return
             else:
                 raise ProtocolError(f"unexpected {type(msg).__name__} message inside the stream")
+            msg = self._next()
 
 
 class ReconServer(socketserver.ThreadingTCPServer):

@@ -192,8 +192,9 @@ def _header(desc: ScanDescription, traj: TrajectoryDescription, nch: int) -> str
             comment="k in cycles/pixel; centre-out; sample i at TE + i * dwell",
         ),
     )
+    # no <version>: ISMRMRD's C++ writer refuses any but its own minor version (14 for 1.14.x,
+    # 15 for 1.15), which Gadgetron checks each time it sends the header to an external step
     header = X.ismrmrdHeader(
-        version=2,
         subjectInformation=X.subjectInformationType(
             patientName="Phantom^Sodium", patientID=f"SIM{desc.seed}", patientGender="O"
         ),

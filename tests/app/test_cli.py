@@ -77,3 +77,28 @@ def test_simulate_lists_the_named_scans(capsys):
     assert "brain_7T_da3dpr_8ch_dualecho" in out and "tiny" in out
     assert main(["simulate", "no_such_scan", "--out", "/nonexistent"]) == 2
     assert "no scan description" in capsys.readouterr().err
+
+
+def test_chains_lists_and_copies_the_installed_chains(tmp_path, capsys):
+    assert main(["chains", "--copy-to", str(tmp_path / "config")]) == 0
+    out = capsys.readouterr().out
+    assert "sodium_auto" in out and "sodium_tsc_dicomfinish" in out and "Gadgetron only" in out
+    copied = sorted(p.name for p in (tmp_path / "config").glob("*.xml"))
+    assert "sodium_tsc.xml" in copied and "sodium_tsc_dicomfinish.xml" in copied
+
+
+def test_an_empty_scan_list_is_an_error(tmp_path, monkeypatch, capsys):
+    import gadgets.resources
+
+    monkeypatch.setattr(gadgets.resources, "scans_dir", lambda: tmp_path)
+    assert main(["simulate", "--list"]) == 2
+    assert "no scan descriptions installed" in capsys.readouterr().err
+
+
+def test_openrecon_label_command(tmp_path):
+    import json
+
+    assert main(["openrecon-label", "sodium_tsc_b0", "--out", str(tmp_path / "l.json")]) == 0
+    doc = json.loads((tmp_path / "l.json").read_text())
+    ids = [p["id"] for p in doc["parameters"]]
+    assert ids[0] == "config" and "b0_max_ppm" in ids and len(ids) == len(set(ids))

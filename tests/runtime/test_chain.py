@@ -1,43 +1,16 @@
 import ismrmrd
 import pytest
+from conftest import chain_xml, external_step
 
 from gadgets.resources import chains_dir
 from gadgets.runtime.chain import ChainError, instantiate, load_chain, parse_chain, resolve_chain
-from gadgets.runtime.client import read_raw
 from gadgets.runtime.runner import ChainRunner
-from gadgets.simulator.scan import ScanDescription, simulate
-
-
-def _external(module, target, props=()):
-    p = "".join(f'<property name="{k}" value="{v}"/>' for k, v in props)
-    return (
-        f'<external><execute name="{module}" target="{target}" type="python"/>'
-        f"<configuration>{p}</configuration></external>"
-    )
-
-
-def _chain(*steps):
-    return (
-        "<configuration><version>2</version><stream>" + "".join(steps) + "</stream></configuration>"
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    simulate(ScanDescription.load("tiny"), out)
-    return out / "tiny.h5"
-
-
-@pytest.fixture(scope="module")
-def header_xml(tiny):
-    return read_raw(tiny)[0]
 
 
 def test_both_chain_forms_read_the_same(header_xml):
-    v2 = parse_chain(_chain(_external("chain_gadgets", "Scale", [("factor", "2")])))
+    v2 = parse_chain(chain_xml(external_step("chain_gadgets", "Scale", [("factor", "2")])))
     legacy = parse_chain(
-        _chain(
+        chain_xml(
             "<gadget><name>Scale</name><dll>gadgetron_python</dll><classname>PythonGadget</classname>"
             "<property><name>python_module</name><value>chain_gadgets</value></property>"
             "<property><name>python_class</name><value>Scale</value></property>"
@@ -54,37 +27,39 @@ def test_property_errors_name_chain_step_and_property(header_xml):
         return ChainRunner(parse_chain(xml, "mychain"), header_xml, overrides)
 
     with pytest.raises(ChainError, match=r"mychain: step 'Scale': unknown property 'gain'"):
-        load(_chain(_external("chain_gadgets", "Scale", [("gain", "2")])))
+        load(chain_xml(external_step("chain_gadgets", "Scale", [("gain", "2")])))
     with pytest.raises(
         ChainError, match=r"mychain: step 'Scale': property 'factor': expected a number"
     ):
-        load(_chain(_external("chain_gadgets", "Scale", [("factor", "big")])))
+        load(chain_xml(external_step("chain_gadgets", "Scale", [("factor", "big")])))
     with pytest.raises(
         ChainError, match=r"step 'Needs': required property 'tube_concentrations_mM'"
     ):
-        load(_chain(_external("chain_gadgets", "Needs")))
+        load(chain_xml(external_step("chain_gadgets", "Needs")))
     with pytest.raises(ChainError, match=r"step 'Counter': property 'strict': expected a boolean"):
-        load(_chain(_external("chain_gadgets", "Counter", [("strict", "maybe")])))
+        load(chain_xml(external_step("chain_gadgets", "Counter", [("strict", "maybe")])))
     with pytest.raises(ChainError, match="C\\+\\+ gadget .*only a Gadgetron server"):
         load(
-            _chain(
+            chain_xml(
                 "<gadget><name>Dicom</name><dll>gadgetron_dicom</dll>"
                 "<classname>DicomFinishGadget</classname></gadget>"
             )
         )
     with pytest.raises(ChainError, match="cannot import module"):
-        load(_chain(_external("no.such.module", "X")))
+        load(chain_xml(external_step("no.such.module", "X")))
     with pytest.raises(ChainError, match="not valid XML"):
         parse_chain("<configuration><stream>", "broken")
-    needs = load(_chain(_external("chain_gadgets", "Needs")), tube_concentrations_mM="30,60,90")
+    needs = load(
+        chain_xml(external_step("chain_gadgets", "Needs")), tube_concentrations_mM="30,60,90"
+    )
     assert needs.steps[0][1].tube_concentrations_mM == (30.0, 60.0, 90.0)
 
 
 def test_overrides_apply_to_every_step_that_declares_them(header_xml):
-    xml = _chain(
-        _external("chain_gadgets", "Scale", [("factor", "2")]),
-        _external("chain_gadgets", "Scale", [("factor", "3")]),
-        _external("chain_gadgets", "Counter"),
+    xml = chain_xml(
+        external_step("chain_gadgets", "Scale", [("factor", "2")]),
+        external_step("chain_gadgets", "Scale", [("factor", "3")]),
+        external_step("chain_gadgets", "Counter"),
     )
     runner = ChainRunner(parse_chain(xml), header_xml, {"factor": "5", "every": "2"})
     assert [s.factor for _, s in runner.steps[:2]] == [5.0, 5.0] and runner.steps[2][1].every == 2

@@ -3,14 +3,6 @@ import numpy as np
 import pytest
 
 from gadgets.runtime.client import read_raw
-from gadgets.simulator.scan import ScanDescription, simulate
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    simulate(ScanDescription.load("tiny"), out)
-    return out / "tiny.h5"
 
 
 def test_fast_reader_equals_ismrmrd(tiny):

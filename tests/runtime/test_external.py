@@ -5,35 +5,11 @@ import sys
 
 import ismrmrd
 import numpy as np
-import pytest
+from conftest import image_arrays
 
 from gadgets.app.application import recon_file
 from gadgets.runtime.client import read_raw
 from gadgets.runtime.protocol import Close, MessageReader, MessageWriter, Text
-from gadgets.simulator.scan import ScanDescription, simulate
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    simulate(ScanDescription.load("tiny"), out)
-    return out / "tiny.h5"
-
-
-@pytest.fixture(scope="module")
-def header_xml(tiny):
-    return read_raw(tiny)[0]
-
-
-def _images(path):
-    ds = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
-    try:
-        series = [name for name in sorted(ds.list()) if name.startswith("image_")]
-        return [
-            ds.read_image(s, i).data.copy() for s in series for i in range(ds.number_of_images(s))
-        ]
-    finally:
-        ds.close()
 
 
 def _play_gadgetron(
@@ -85,7 +61,7 @@ def test_runs_under_a_real_gadgetron_parent(tiny, header_xml, tmp_path):
     got = _play_gadgetron(tiny, header_xml)
     images = [m for m in got if isinstance(m, ismrmrd.Image)]
     assert len(images) == 2 and isinstance(got[-1], Close)
-    local = _images(recon_file(tiny, tmp_path / "r", "sodium_preview").path / "images.h5")
+    local = image_arrays(recon_file(tiny, tmp_path / "r", "sodium_preview").path / "images.h5")
     assert np.array_equal(images[0].data, local[0])
 
 

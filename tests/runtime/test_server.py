@@ -2,41 +2,14 @@ import socket
 import struct
 import threading
 
-import ismrmrd
 import numpy as np
 import pytest
+from conftest import chain_xml, external_step, image_arrays
 
 from gadgets.app.application import application, recon_file, send_file
 from gadgets.runtime.client import read_raw
 from gadgets.runtime.protocol import Close, MessageReader, MessageWriter, Response, Text
 from gadgets.runtime.server import ReconServer
-from gadgets.simulator.scan import ScanDescription, simulate
-
-
-def _external(module, target, props=()):
-    p = "".join(f'<property name="{k}" value="{v}"/>' for k, v in props)
-    return (
-        f'<external><execute name="{module}" target="{target}" type="python"/>'
-        f"<configuration>{p}</configuration></external>"
-    )
-
-
-def _chain(*steps):
-    return (
-        "<configuration><version>2</version><stream>" + "".join(steps) + "</stream></configuration>"
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny")
-    simulate(ScanDescription.load("tiny"), out)
-    return out / "tiny.h5"
-
-
-@pytest.fixture(scope="module")
-def header_xml(tiny):
-    return read_raw(tiny)[0]
 
 
 @pytest.fixture
@@ -47,17 +20,6 @@ def server():
     yield srv
     srv.shutdown()
     srv.server_close()
-
-
-def _images(path):
-    ds = ismrmrd.Dataset(str(path), "dataset", create_if_needed=False)
-    try:
-        series = [name for name in sorted(ds.list()) if name.startswith("image_")]
-        return [
-            ds.read_image(s, i).data.copy() for s in series for i in range(ds.number_of_images(s))
-        ]
-    finally:
-        ds.close()
 
 
 def _raw_session(port, payload: bytes, shutdown=True, timeout=60):
@@ -99,7 +61,10 @@ def test_recon_and_serve_give_the_same_images(tiny, server, tmp_path):
     assert local.images == 3  # uncalibrated (calibration refused), B0 map, QA picture
     result, out = send_file(tiny, tmp_path / "sent", port=server.port, config="default")
     assert result.closed and not result.errors and out.images == 3
-    a, b = _images(tmp_path / "recon" / "images.h5"), _images(tmp_path / "sent" / "images.h5")
+    a, b = (
+        image_arrays(tmp_path / "recon" / "images.h5"),
+        image_arrays(tmp_path / "sent" / "images.h5"),
+    )
     assert len(a) == 3 and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     # both write the QA picture's Secondary Capture file as a PNG too
     assert (
@@ -157,7 +122,8 @@ def test_bad_input_gets_a_clear_error_and_the_server_serves_on(tiny, server, tmp
         ),
         "foreign module": (
             _frames(
-                ("config_text", _chain(_external("chain_gadgets", "Scale"))), ("header", header_xml)
+                ("config_text", chain_xml(external_step("chain_gadgets", "Scale"))),
+                ("header", header_xml),
             ),
             "not allowed on this server",
         ),

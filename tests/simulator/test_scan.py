@@ -180,3 +180,29 @@ def test_white_matter_snr_measured_from_the_data(tmp_path):
     inside = np.linalg.norm(grid.points() - np.array(roi["centre_mm"]), axis=-1) <= roi["radius_mm"]
     snr = image[inside].mean() / (sigma * np.sqrt(np.sum(w.astype(np.float64) ** 2)))
     assert snr == pytest.approx(summary["snr_wm"], rel=0.1)
+
+
+def test_headers_pass_the_ismrmrd_cpp_library(tmp_path, tiny):
+    """ISMRMRD's C++ library (Debian's ismrmrd-tools) reads and re-writes every named scan's
+    header: a <version> other than the library's own is refused there -- and by Gadgetron,
+    which re-serialises the header for each external step -- so the simulator writes none."""
+    import subprocess
+
+    from conftest import require_tool
+
+    from gadgets.simulator.scan import _header
+
+    test_xml, info = require_tool("ismrmrd_test_xml"), require_tool("ismrmrd_info")
+    for path in sorted(scans_dir().glob("*.json")):
+        desc = ScanDescription.load(path)
+        xml = _header(desc, desc.trajectory_description(), int(desc.coil.get("channels", 1)))
+        assert "<version>" not in xml
+        (tmp_path / "h.xml").write_text(xml)
+        done = subprocess.run([test_xml, "h.xml"], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, (path.name, done.stderr)
+    old = xml.replace('ISMRMRD">', 'ISMRMRD"><version>2</version>', 1)  # what it wrote before
+    (tmp_path / "old.xml").write_text(old)
+    done = subprocess.run([test_xml, "old.xml"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0 and "version does not match" in done.stderr
+    done = subprocess.run([info, str(tiny)], capture_output=True, text=True)
+    assert done.returncode == 0 and "Dataset support: yes" in done.stdout

@@ -209,13 +209,16 @@ def _slice_of(first: Dataset, number: int, ipp: np.ndarray, normal, pixels) -> D
     return ds
 
 
-def secondary_capture_dataset(rgb: np.ndarray, header_xml: str, info: SeriesInfo) -> Dataset:
+def secondary_capture_dataset(
+    rgb: np.ndarray, header_xml: str, info: SeriesInfo, burned_in: bool = False
+) -> Dataset:
     """A Secondary Capture Image Storage instance of an ``(H, W, 3)`` ``uint8`` RGB picture (a QA
     picture, :mod:`gadgets.core.output.qa`): ``PhotometricInterpretation`` RGB, 8 bits,
     colour-by-pixel (``PlanarConfiguration`` 0), ``ConversionType`` WSD, in the scan's patient,
     study and frame of reference (the header's identity, as :func:`series_datasets`), a new series
-    UID, ``info.series_number`` and ``info.description``. The picture has no patient identity drawn
-    in it (``BurnedInAnnotation`` NO) and no patient geometry (``PatientOrientation`` empty)."""
+    UID, ``info.series_number`` and ``info.description``. ``burned_in``: the patient's identity is
+    drawn in the picture (``BurnedInAnnotation`` YES; the QA picture's is); it has no patient
+    geometry (``PatientOrientation`` empty)."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W, 3) picture, got {rgb.dtype} {rgb.shape}")
@@ -233,7 +236,7 @@ def secondary_capture_dataset(rgb: np.ndarray, header_xml: str, info: SeriesInfo
     ds.ContentTime = now.strftime("%H%M%S")
     ds.ImageType = ["DERIVED", "SECONDARY", *info.image_type]
     ds.PatientOrientation = ""
-    ds.BurnedInAnnotation = "NO"
+    ds.BurnedInAnnotation = "YES" if burned_in else "NO"
     if info.comments:
         ds.ImageComments = info.comments[:10240]
     ds.SamplesPerPixel = 3

@@ -19,14 +19,20 @@ panels:
 
 Coordinates are volume mm as in :func:`gadgets.core.numerics.geometry.volume_coordinates_mm`:
 ``(read, phase, slice)`` from the centre of voxel ``n // 2``; the picture's axes are in mm, so
-circles have their true size. Slices perpendicular to ``slice`` are shown as the DICOM series
-shows them (rows along ``phase``, columns along ``read``).
+circles have their true size (a 50 mm scale bar shows it). Slices perpendicular to ``slice`` are
+shown as the DICOM series shows them (rows along ``phase``, columns along ``read``). Each image
+panel has the patient's directions at its edges, as a viewer marks them: R/L, A/P, S/I, the
+letter of the patient direction the edge faces (from the volume's ``read``/``phase``/``slice``
+directions in LPS).
+
+The picture names the patient (name, ID), the study date and the protocol in its top right
+corner, so that two patients' pictures cannot be mixed up on the console or in the PACS; its
+Secondary Capture file says so (``BurnedInAnnotation YES``).
 
 Rendering uses matplotlib's object-oriented API on an Agg canvas (``Figure`` +
 ``FigureCanvasAgg``), never ``pyplot``: no global state, so it is safe in the server's
 threads; :mod:`gadgets.core.output.qa_process` draws it in a helper process. The pixels depend on
-the inputs only (no clock, no patient identity drawn: the picture carries no burned-in
-identifying information).
+the inputs only (no clock).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "direction_letter",
     "FAIL_COLOUR",
     "GE",
     "OK_COLOUR",
@@ -86,7 +93,9 @@ class CalibrationQa:
     ``intercept`` (a.u.) and ``r2`` of the fit (None when there is no fit); ``min_r2``: the
     acceptance threshold; ``tsc_mM``: the TSC map ``(nz, ny, nx)`` in mmol/L (None when
     the calibration failed); ``failure``: the reason it failed ("" when it did not);
-    ``title``: a short line naming the scan (no patient identity).
+    ``title``: a short line naming the scan; ``identity``: the patient and study line drawn in
+    the top right corner; ``directions``: the volume's read, phase and slice unit vectors in
+    patient LPS (for the edge letters).
     """
 
     magnitude: np.ndarray
@@ -100,6 +109,8 @@ class CalibrationQa:
     tsc_mM: np.ndarray | None = None
     failure: str = ""
     title: str = ""
+    identity: str = ""
+    directions: tuple[tuple[float, float, float], ...] = ((1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0))
 
     @property
     def failed(self) -> bool:
@@ -174,34 +185,69 @@ def _extent(qa: CalibrationQa, view: _View) -> tuple[float, float, float, float]
     return h0, h1, v0, v1
 
 
+_LETTERS = (("R", "L"), ("A", "P"), ("I", "S"))  # LPS: -x right, +x left, ...
+
+
+def direction_letter(vector) -> str:
+    """The patient direction (R, L, A, P, I or S) an LPS vector points to most."""
+    v = np.asarray(vector, np.float64)
+    axis = int(np.argmax(np.abs(v)))
+    return _LETTERS[axis][int(v[axis] > 0)]
+
+
 def _show(ax, qa: CalibrationQa, view: _View, image: np.ndarray, **kwargs):
     """``imshow`` in mm: rows run down along ``phase`` (as the DICOM series shows a slice) and
-    up along ``slice`` (in views that contain the slice direction)."""
+    up along ``slice`` (in views that contain the slice direction); the patient's directions at
+    the edges and a scale bar (instead of mm ticks: tick labels were half of the drawing time)."""
+    from matplotlib.transforms import blended_transform_factory
+
     h0, h1, v0, v1 = _extent(qa, view)
     if view.v == 2:
         artist = ax.imshow(image, origin="lower", extent=(h0, h1, v0, v1), **kwargs)
     else:
         artist = ax.imshow(image, origin="upper", extent=(h0, h1, v1, v0), **kwargs)
-    # a scale bar instead of mm ticks: tick labels were half of the drawing time
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_xlabel(f"{_AXIS_NAMES[view.h]} \u2192", fontsize=8)
-    ax.set_ylabel(
-        f"{_AXIS_NAMES[view.v]} \u2192" if view.v == 2 else f"\u2190 {_AXIS_NAMES[view.v]}",
-        fontsize=8,
-    )
+    right = np.asarray(qa.directions[view.h], np.float64)  # columns grow to the right
+    down = np.asarray(qa.directions[view.v], np.float64) * (-1.0 if view.v == 2 else 1.0)
+    for (x, y), vec, ha, va in (
+        ((0.015, 0.5), -right, "left", "center"),
+        ((0.985, 0.5), right, "right", "center"),
+        ((0.5, 0.985), -down, "center", "top"),
+        ((0.5, 0.015), down, "center", "bottom"),
+    ):
+        ax.text(
+            x,
+            y,
+            direction_letter(vec),
+            transform=ax.transAxes,
+            color="#ffd400",
+            fontsize=9,
+            fontweight="bold",
+            ha=ha,
+            va=va,
+        )
+    # the bar in data mm along x, in axes fractions along y: its label sits above it, clear
     bar = SCALE_BAR_MM if h1 - h0 > 2 * SCALE_BAR_MM else round((h1 - h0) / 4)
-    x0, y0 = h0 + 0.05 * (h1 - h0), v0 + 0.05 * (v1 - v0)  # bottom left on screen
-    ax.plot([x0, x0 + bar], [y0, y0], color="white", linewidth=2.5, solid_capstyle="butt")
+    x0 = h0 + 0.06 * (h1 - h0)
+    mixed = blended_transform_factory(ax.transData, ax.transAxes)
+    ax.plot(
+        [x0, x0 + bar],
+        [0.07, 0.07],
+        color="white",
+        linewidth=2.5,
+        solid_capstyle="butt",
+        transform=mixed,
+    )
     ax.text(
         x0 + bar / 2,
-        y0 + 0.015 * (v1 - v0) * (1 if view.v == 2 else -1),
+        0.095,
         f"{bar:g} mm",
         color="white",
         fontsize=7,
         ha="center",
-        va="bottom" if view.v == 2 else "top",
-        rotation=0,
+        va="bottom",
+        transform=mixed,
     )
     return artist
 
@@ -378,7 +424,7 @@ def render_qa(qa: CalibrationQa, size_px: tuple[int, int] = (1200, 450), dpi: in
             f"CALIBRATION OK: {len(qa.paired)} tubes, R\u00b2 = {qa.r2:.5f} "
             f"(\u2265 {qa.min_r2:g}), TSC = (S - b) / a"
         )
-    wrapped = textwrap.wrap(status, width=115, max_lines=3, placeholder=" ...")
+    wrapped = textwrap.wrap(status, width=80, max_lines=3, placeholder=" ...")
     fig.text(
         0.01,
         0.985,
@@ -391,6 +437,8 @@ def render_qa(qa: CalibrationQa, size_px: tuple[int, int] = (1200, 450), dpi: in
     )
     if qa.title:
         fig.text(0.99, 0.01, qa.title, color="0.4", fontsize=7, va="bottom", ha="right")
+    if qa.identity:
+        fig.text(0.99, 0.985, qa.identity, color="k", fontsize=9, va="top", ha="right")
     top = 0.86 - 0.045 * (len(wrapped) - 1)
     grid = fig.add_gridspec(1, 3, left=0.055, right=0.94, top=top, bottom=0.12, wspace=0.32)
     ax_fit, ax_roi, ax_tsc = (fig.add_subplot(grid[0, i]) for i in range(3))

@@ -2,41 +2,33 @@
 
 import numpy as np
 import pytest
+from conftest import VOXEL_4MM, readout_weighting
 
 from gadgets.core.calibration.linear_fit import fit_line, match_tubes
 from gadgets.core.calibration.tube import Tube
 from gadgets.core.calibration.tube_detection import _open_with_ball, find_tubes
 from gadgets.core.calibration.tube_fit import measure_tube
-from gadgets.core.calibration.tube_templates import readout_filter, template_image
-from gadgets.core.numerics import relaxation as rx
+from gadgets.core.calibration.tube_templates import template_image
 from gadgets.core.numerics.geometry import volume_coordinates_mm
-
-VOX = np.array([4.0, 4.0, 4.0])
-
-
-def _filter(tube_class="agarose", field=7.0, readout_s=10e-3):
-    kr = np.linspace(0, 0.5, 256)
-    t = kr / 0.5 * readout_s  # linear |k|(t) like plain 3D radial
-    return readout_filter(kr, t, rx.relaxation(tube_class, field).decay, 0.3e-3)
 
 
 def test_find_tubes_beside_a_head_and_calibrate():
-    kf = _filter("saline", 3.0)
+    kf = readout_weighting("saline", 3.0)
     shape = (48, 48, 48)  # 192 mm
-    coords = np.moveaxis(volume_coordinates_mm(shape, VOX), 0, -1)
+    coords = np.moveaxis(volume_coordinates_mm(shape, VOXEL_4MM), 0, -1)
     head = (coords[..., 0] / 60) ** 2 + (coords[..., 1] / 70) ** 2 + (coords[..., 2] / 60) ** 2
     image = 40.0 * (head <= 1.0)
     conc = [30.0, 60.0, 90.0, 120.0]
     centres = [(76, -30), (-76, -30), (76, 30), (-76, 30)]
     for c, (x, y) in zip(conc, centres, strict=True):
         t = Tube(np.array([x, y, 0.0]), np.array([0.0, 0.0, 1.0]), 50.0)
-        image = image + (2.0 * c + 5.0) * template_image(shape, VOX, t, 10.0, kf)
+        image = image + (2.0 * c + 5.0) * template_image(shape, VOXEL_4MM, t, 10.0, kf)
     image = np.abs(image + np.random.default_rng(0).normal(0, 1.0, shape))
-    tubes, head_mask = find_tubes(image, VOX, 10.0)
+    tubes, head_mask = find_tubes(image, VOXEL_4MM, 10.0)
     assert len(tubes) == 4
     for t in tubes:
         assert min(np.hypot(t.centre_mm[0] - x, t.centre_mm[1] - y) for x, y in centres) < 6
-        measure_tube(image, VOX, t, head_mask, kf, 10.0)
+        measure_tube(image, VOXEL_4MM, t, head_mask, kf, 10.0)
     pairs = match_tubes(tubes, conc)
     fit = fit_line([c for _, c in pairs], [t.signal for t, _ in pairs])
     assert fit.slope == pytest.approx(2.0, rel=0.02) and fit.intercept == pytest.approx(5, abs=3)

@@ -2,67 +2,58 @@
 
 import numpy as np
 import pytest
+from conftest import VOXEL_4MM, readout_weighting
 
 from gadgets.core.calibration.tube import Tube
 from gadgets.core.calibration.tube_fit import measure_tube, screen_tubes
-from gadgets.core.calibration.tube_templates import readout_filter, template_image, undo_tube_blur
-from gadgets.core.numerics import relaxation as rx
+from gadgets.core.calibration.tube_templates import template_image, undo_tube_blur
 from gadgets.core.numerics.geometry import volume_coordinates_mm
 
 SHAPE = (40, 40, 40)
 
 
-VOX = np.array([4.0, 4.0, 4.0])
-
-
-def _filter(tube_class="agarose", field=7.0, readout_s=10e-3):
-    kr = np.linspace(0, 0.5, 256)
-    t = kr / 0.5 * readout_s  # linear |k|(t) like plain 3D radial
-    return readout_filter(kr, t, rx.relaxation(tube_class, field).decay, 0.3e-3)
-
-
 def test_template_fit_is_free_of_t2star_blur_where_a_roi_mean_is_not():
     """A 10 mm agarose tube at 7T, 10 ms readout: the centre ROI reads low; the fit does not."""
-    kf = _filter()
+    kf = readout_weighting()
     truth = Tube(np.array([36.0, -8.0, 0.0]), np.array([0.0, 0.0, 1.0]), 50.0)
-    image = 90.0 * template_image(SHAPE, VOX, truth, 10.0, kf)
+    image = 90.0 * template_image(SHAPE, VOXEL_4MM, truth, 10.0, kf)
     rng = np.random.default_rng(3)
     image = np.abs(image + rng.normal(0, 1.0, SHAPE))
-    coords = np.moveaxis(volume_coordinates_mm(SHAPE, VOX), 0, -1)
+    coords = np.moveaxis(volume_coordinates_mm(SHAPE, VOXEL_4MM), 0, -1)
     centre_roi = np.linalg.norm((coords - truth.centre_mm)[..., :2], axis=-1) <= 6.0
     centre_roi &= np.abs(coords[..., 2]) <= 15
     roi_mean = image[centre_roi].mean()
     assert roi_mean < 0.95 * 90.0  # the naive measurement is biased
     start = Tube(truth.centre_mm + [2.5, -1.5, 0.0], truth.axis, 56.0)
     head = np.zeros(SHAPE, bool)
-    fitted = measure_tube(image, VOX, start, head, kf, 10.0)
+    fitted = measure_tube(image, VOXEL_4MM, start, head, kf, 10.0)
     assert fitted.signal == pytest.approx(90.0, rel=0.02)
     assert np.linalg.norm(fitted.centre_mm - truth.centre_mm) < 0.5
-    free = measure_tube(image, VOX, Tube(truth.centre_mm, truth.axis, 56.0), head, kf, 0)
+    free = measure_tube(image, VOXEL_4MM, Tube(truth.centre_mm, truth.axis, 56.0), head, kf, 0)
     assert free.radius_mm == pytest.approx(10.0, abs=0.5)
     assert free.signal == pytest.approx(90.0, rel=0.03)
     # the map with the measured tube's blur undone: its centre ROI reads the amplitude
     fitted.length_mm = 50.0
-    sharp = undo_tube_blur(image, VOX, [fitted], kf)
+    sharp = undo_tube_blur(image, VOXEL_4MM, [fitted], kf)
     assert sharp[centre_roi].mean() == pytest.approx(90.0, rel=0.02)
     far = np.linalg.norm((coords - truth.centre_mm)[..., :2], axis=-1) > 20.0
     assert np.array_equal(sharp[far], image[far])  # outside the tube nothing changes
-    assert np.array_equal(undo_tube_blur(image, VOX, [fitted], None), image)
+    assert np.array_equal(undo_tube_blur(image, VOXEL_4MM, [fitted], None), image)
 
 
 def test_screening_keeps_the_tubes_not_a_blob():
     """One template per candidate ranks real tubes above a tube-sized blob."""
-    kf = _filter()
+    kf = readout_weighting()
     image = np.zeros(SHAPE)
     tubes = []
     for i, x in enumerate((-40.0, 0.0, 40.0)):
         t = Tube(np.array([x, 40.0, 0.0]), np.array([0.0, 0.0, 1.0]), 50.0)
-        image += (60.0 + 30 * i) * template_image(SHAPE, VOX, t, 10.0, kf)
+        image += (60.0 + 30 * i) * template_image(SHAPE, VOXEL_4MM, t, 10.0, kf)
         tubes.append(t)
-    coords = np.moveaxis(volume_coordinates_mm(SHAPE, VOX), 0, -1)
+    coords = np.moveaxis(volume_coordinates_mm(SHAPE, VOXEL_4MM), 0, -1)
     blob_centre = np.array([0.0, -40.0, 0.0])
     image += 80.0 * (np.linalg.norm(coords - blob_centre, axis=-1) <= 14.0)
     blob = Tube(blob_centre, np.array([0.0, 0.0, 1.0]), 28.0)
     head = np.zeros(SHAPE, bool)
-    kept = screen_tubes(image, VOX, [blob, *tubes], head, kf, 10.0, keep=3)
+    kept = screen_tubes(image, VOXEL_4MM, [blob, *tubes], head, kf, 10.0, keep=3)
     assert kept == tubes

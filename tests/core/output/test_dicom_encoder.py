@@ -2,24 +2,10 @@ import io
 
 import numpy as np
 import pydicom
-import pytest
+from conftest import dicom_geometry
 
-from gadgets.core.numerics.geometry import Geometry
 from gadgets.core.output.dicom_encoder import encode_series
 from gadgets.core.output.dicom_series import SeriesInfo, series_datasets
-from gadgets.runtime.client import read_raw
-from gadgets.simulator.scan import ScanDescription, simulate
-
-
-@pytest.fixture(scope="module")
-def header_xml(tmp_path_factory):
-    out = tmp_path_factory.mktemp("hdr")
-    simulate(ScanDescription.load("tiny"), out)
-    return read_raw(out / "tiny.h5")[0]
-
-
-def _geometry(shape=(6, 20, 24)):
-    return Geometry(shape, (240.0, 200.0, 60.0), (1.0, 2.0, 3.0), (1, 0, 0), (0, 1, 0), (0, 0, 1))
 
 
 def test_series_encoding_is_byte_identical_to_pydicom(header_xml, rng):
@@ -27,7 +13,7 @@ def test_series_encoding_is_byte_identical_to_pydicom(header_xml, rng):
     name (UTF-8 character set) included; every slice has its own UID, number and position."""
     xml = header_xml.replace("Phantom^Sodium", "Müller^Zoë")
     volume = rng.uniform(0, 150, (6, 20, 24))
-    datasets = series_datasets(volume, _geometry(), xml, SeriesInfo("Na23 TSC [mmol/L]", 10))
+    datasets = series_datasets(volume, dicom_geometry(), xml, SeriesInfo("Na23 TSC [mmol/L]", 10))
     fast = encode_series(datasets)
     for ds, data in zip(datasets, fast, strict=True):
         buf = io.BytesIO()

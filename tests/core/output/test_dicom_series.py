@@ -5,7 +5,7 @@ import subprocess
 import ismrmrd
 import numpy as np
 import pytest
-from conftest import require_tool
+from conftest import dicom_geometry, require_tool
 
 from gadgets.app.application import recon_file
 from gadgets.core.numerics.geometry import Geometry
@@ -13,17 +13,6 @@ from gadgets.core.output.dicom_files import read_series, write_series
 from gadgets.core.output.dicom_series import SeriesInfo, series_datasets
 from gadgets.runtime.client import read_raw
 from gadgets.simulator.scan import ScanDescription, simulate
-
-
-@pytest.fixture(scope="module")
-def header_xml(tmp_path_factory):
-    out = tmp_path_factory.mktemp("hdr")
-    simulate(ScanDescription.load("tiny"), out)
-    return read_raw(out / "tiny.h5")[0]
-
-
-def _geometry(shape=(6, 20, 24)):
-    return Geometry(shape, (240.0, 200.0, 60.0), (1.0, 2.0, 3.0), (1, 0, 0), (0, 1, 0), (0, 0, 1))
 
 
 def _patient_points(datasets):
@@ -42,7 +31,7 @@ def test_stored_values_are_exact_to_005_mM(header_xml, tmp_path, rng):
     volume = rng.uniform(-10, 320, (6, 20, 24))  # noise can make TSC negative
     volume[0, 0, :3] = [0.0, 149.97, 320.0]
     paths = write_series(
-        series_datasets(volume, _geometry(), header_xml, SeriesInfo("Na23 TSC [mmol/L]", 100)),
+        series_datasets(volume, dicom_geometry(), header_xml, SeriesInfo("Na23 TSC [mmol/L]", 100)),
         tmp_path,
         "tsc",
     )
@@ -56,15 +45,17 @@ def test_stored_values_are_exact_to_005_mM(header_xml, tmp_path, rng):
     assert d.ImagedNucleus == "23NA" and list(d.ImageType)[:2] == ["DERIVED", "PRIMARY"]
     assert "Laterality" not in d and d.BodyPartExamined == "HEAD"
     with pytest.raises(ValueError, match="do not fit 16 bits"):
-        series_datasets(np.full((6, 20, 24), 5000.0), _geometry(), header_xml, SeriesInfo("x", 1))
+        series_datasets(
+            np.full((6, 20, 24), 5000.0), dicom_geometry(), header_xml, SeriesInfo("x", 1)
+        )
 
 
 def test_identity_and_acquisition_come_from_the_header(header_xml, tmp_path):
     a = series_datasets(
-        np.zeros((6, 20, 24)), _geometry(), header_xml, SeriesInfo("Na23 TSC [mmol/L]", 100)
+        np.zeros((6, 20, 24)), dicom_geometry(), header_xml, SeriesInfo("Na23 TSC [mmol/L]", 100)
     )
     b = series_datasets(
-        np.zeros((6, 20, 24)), _geometry(), header_xml, SeriesInfo("B0 [Hz]", 101, unit="Hz")
+        np.zeros((6, 20, 24)), dicom_geometry(), header_xml, SeriesInfo("B0 [Hz]", 101, unit="Hz")
     )
     assert a[0].PatientName == "Phantom^Sodium" and a[0].PatientID == "SIM1"
     assert a[0].StudyInstanceUID == b[0].StudyInstanceUID  # lands in the scanner's study
@@ -82,7 +73,7 @@ def test_dciodvfy_reports_no_errors(header_xml, tmp_path, rng, unit):
     dciodvfy = require_tool("dciodvfy")
     volume = rng.uniform(-50, 150, (6, 20, 24))
     info = SeriesInfo(f"Na23 map [{unit}]", 100, unit=unit, window=(50.0, 200.0), comments="test")
-    paths = write_series(series_datasets(volume, _geometry(), header_xml, info), tmp_path, "s")
+    paths = write_series(series_datasets(volume, dicom_geometry(), header_xml, info), tmp_path, "s")
     for path in paths[:2]:
         done = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
         report = done.stdout + done.stderr

@@ -1,27 +1,13 @@
-"""The calibration QA picture: the renderer (pure), its Secondary Capture DICOM file, and the
-picture coming out of the quantitative chains -- for a calibration that works (``birdcage``)
-and one that is refused (``refused``), the session runs of conftest.py shared with
-tests/test_chains.py."""
+"""The calibration QA picture, drawn: a good and a failed calibration, the PNG."""
 
 import numpy as np
 import pytest
+from conftest import qa_phantom
 from PIL import Image
 
 from gadgets.core.output.qa import CalibrationQa, QaTube, render_qa, write_png
 
 CONC = (30.0, 60.0, 90.0, 120.0)
-
-
-def _phantom(n=32, vox=7.0):
-    """A head (40 mM) and four tubes along z, as (TSC map, tubes at their true places)."""
-    z, y, x = (np.mgrid[:n, :n, :n] - n // 2) * vox
-    tsc = np.zeros((n, n, n), np.float32)
-    tsc[(x / 70) ** 2 + (y / 80) ** 2 + (z / 75) ** 2 < 1] = 40.0
-    tubes = []
-    for c, (cx, cy) in zip(CONC, [(88, -35), (-88, -35), (88, 35), (-88, 35)], strict=True):
-        tsc[((x - cx) ** 2 + (y - cy) ** 2 < 100) & (np.abs(z) < 25)] = c
-        tubes.append(QaTube((cx, cy, 0.0), (0.0, 0.0, 1.0), 10.0, 50.0, 0.01 * c + 0.05, c))
-    return tsc, (vox, vox, vox), tubes
 
 
 def _red(rgb):
@@ -35,7 +21,7 @@ def _colours(region):
 
 
 def test_picture_of_a_good_calibration():
-    tsc, vox, tubes = _phantom()
+    tsc, vox, tubes = qa_phantom()
     qa = CalibrationQa(tsc * 0.01 + 0.05, vox, tuple(tubes), CONC, 0.01, 0.05, 0.9999, 0.99, tsc)
     rgb = render_qa(qa)
     assert rgb.shape == (450, 1200, 3) and rgb.dtype == np.uint8
@@ -47,7 +33,7 @@ def test_picture_of_a_good_calibration():
 
 @pytest.mark.parametrize("case", ["too_few_tubes", "low_r2"])
 def test_picture_of_a_failed_calibration_says_so_in_red(case):
-    tsc, vox, tubes = _phantom()
+    tsc, vox, tubes = qa_phantom()
     if case == "too_few_tubes":  # 3 of 4 found: not paired, no fit
         found = tuple(
             QaTube(t.centre_mm, t.axis, t.radius_mm, t.length_mm, t.signal) for t in tubes[:3]
@@ -72,3 +58,23 @@ def test_png_is_written_atomically_and_exactly(tmp_path):
     assert not list(path.parent.glob("*.partial"))
     with pytest.raises(ValueError, match="uint8"):
         write_png(rgb.astype(np.float32), tmp_path / "y.png")
+
+
+def test_edges_name_the_patient_directions_and_the_corner_names_the_patient():
+    from gadgets.core.output.qa import direction_letter
+
+    assert [direction_letter(v) for v in np.eye(3)] == ["L", "P", "S"]
+    assert [direction_letter(-v) for v in np.eye(3)] == ["R", "A", "I"]
+    assert direction_letter((0.2, -0.9, 0.1)) == "A"  # the dominant axis of an oblique one
+    tsc, vox, tubes = qa_phantom()
+    conc = (30.0, 60.0, 90.0, 120.0)
+    plain = CalibrationQa(tsc / 100, vox, tuple(tubes), conc, 0.01, 0.05, 1.0, tsc_mM=tsc)
+    named = CalibrationQa(**{**plain.__dict__, "identity": "Doe Jane   ID 123   sodium_tsc"})
+    a, b = render_qa(plain), render_qa(named)
+    corner = (slice(0, 30), slice(800, 1200))
+    assert not np.array_equal(a[corner], b[corner])  # drawn top right
+    assert np.array_equal(a[100:], b[100:])  # and nowhere else
+    # a sagittal-like oblique stack: the row and column edges follow the directions
+    dirs = ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0), (1.0, 0.0, 0.0))
+    turned = CalibrationQa(**{**plain.__dict__, "directions": dirs})
+    assert not np.array_equal(render_qa(turned), a)

@@ -1,16 +1,15 @@
 """Receive-bias correction from a coil model: the loop field against a brute-force Biot-Savart
-sum, the fit recovering an object free of the receive profile, and the CoilCombiner gadget."""
+sum, and the fit recovering an object free of the receive profile."""
 
 import numpy as np
 import pytest
+from conftest import loop_array_object, loop_array_scan
 
-from gadgets.core.numerics.geometry import Geometry
 from gadgets.core.receive.loop_model import (
     CoilModel,
     fit_coil_model,
     loop_field,
 )
-from gadgets.resources import coils_dir
 
 
 def _polygon_field(points, centre, normal, radius, nseg=4000):
@@ -25,43 +24,6 @@ def _polygon_field(points, centre, normal, radius, nseg=4000):
     mid, dl = 0.5 * (ring[1:] + ring[:-1]), ring[1:] - ring[:-1]
     r = points[:, None, :] - mid[None]
     return 0.5 * np.sum(np.cross(dl[None], r) / np.linalg.norm(r, axis=2)[..., None] ** 3, axis=1)
-
-
-def _object(shape, voxel_mm):
-    """A head-sized sphere (1.0) with a brighter ball and two bright 'tubes' near the edge."""
-    fov = tuple(n * voxel_mm for n in shape[::-1])
-    pts = Geometry(shape, fov, (0.0, 0.0, 0.0), (1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0)).points_mm()
-    r = np.linalg.norm(pts, axis=-1)
-    rho = (r < 75).astype(float)
-    rho[np.linalg.norm(pts - [20, 10, 0], axis=-1) < 15] = 2.0
-    for x in (-95.0, 95.0):
-        rho[np.linalg.norm(pts[..., :2] - [x, 0], axis=-1) < 12] = 3.0
-    return rho, pts
-
-
-def _scan(model, rho, pts, rng, noise=0.01, handedness=1):
-    """Prewhitened channel volumes of rho seen by the model's loops with random gains, cable
-    phases and correlated noise; returns (images, W)."""
-    c = model.channels
-    gains = rng.uniform(0.7, 1.3, c) * np.exp(2j * np.pi * rng.random(c))
-    sens = gains[:, None] * model.fields(pts.reshape(-1, 3), handedness)
-    centre = np.argmin(np.linalg.norm(pts.reshape(-1, 3), axis=1))
-    sens /= np.linalg.norm(sens[:, centre])  # noise relative to the signal mid-head
-    a = rng.normal(size=(c, c)) + 1j * rng.normal(size=(c, c))
-    psi = a @ a.conj().T / c + np.eye(c)
-    w = np.linalg.inv(np.linalg.cholesky(psi))  # prewhitening: W psi W^H = I
-    raw = sens * rho.reshape(-1)
-    raw += (
-        np.linalg.cholesky(psi)
-        @ (rng.normal(size=raw.shape) + 1j * rng.normal(size=raw.shape))
-        * noise
-    )
-    return (w @ raw).reshape((c,) + rho.shape), w
-
-
-@pytest.fixture(scope="module")
-def loops8():
-    return CoilModel.from_json(coils_dir() / "loops_8ch.json")
 
 
 def test_loop_field_matches_biot_savart_and_axis_formula():
@@ -83,8 +45,8 @@ def test_loop_field_matches_biot_savart_and_axis_formula():
 @pytest.mark.parametrize("with_whitening", [True, False])
 def test_fit_removes_the_receive_profile(loops8, with_whitening):
     rng = np.random.default_rng(7)
-    rho, pts = _object((32, 32, 32), 7.0)
-    images, w = _scan(loops8, rho, pts, rng)
+    rho, pts = loop_array_object((32, 32, 32), 7.0)
+    images, w = loop_array_scan(loops8, rho, pts, rng)
     inside = rho > 0
     # the adaptive-like magnitude keeps the profile: the tubes differ by far more than 10%
     sos = np.sqrt(np.sum(np.abs(images) ** 2, axis=0))
@@ -105,8 +67,8 @@ def test_fit_removes_the_receive_profile(loops8, with_whitening):
 
 def test_wrong_geometry_is_visible_in_the_residual(loops8):
     rng = np.random.default_rng(3)
-    rho, pts = _object((32, 32, 32), 7.0)
-    images, w = _scan(loops8, rho, pts, rng)
+    rho, pts = loop_array_object((32, 32, 32), 7.0)
+    images, w = loop_array_scan(loops8, rho, pts, rng)
     moved = CoilModel("moved", loops8.centres_mm + [0, 0, 60.0], loops8.normals, loops8.radii_mm)
     good = fit_coil_model(images, pts, loops8, w)
     bad = fit_coil_model(images, pts, moved, w)
