@@ -3,6 +3,12 @@ its protocol maps to, and print the per-ROI TSC table against the truth, the cal
 B0 map error and the time and peak memory of the reconstruction.
 
     python benchmarks/accuracy.py [--dir sim] [--set name=value ...] [SCAN ...]
+    python benchmarks/accuracy.py --family b     # the second family (SITE_B), never tuned on
+
+A scan of a site's own coil (its description's ``site``: the bottle scan of that coil and the
+protocol's settings) is reconstructed as that site would: the bottle is simulated and measured
+with ``sodium-gadgets coil-profile`` first, and the coil file it writes is named with
+``coil_models``, with the site's tube settings beside it.
 
 ``--set`` overrides chain properties, e.g. the comparisons in chains/README.md: without
 receive-bias correction ``--set coil_models= --set min_r2=0``, root sum of squares
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import time
 from pathlib import Path
 
@@ -27,6 +34,34 @@ from gadgets.simulator.scan import ScanDescription, simulate
 from gadgets.volumes import read_meta
 
 SCANS = ("brain_3T_tpi_birdcage", "brain_7T_da3dpr_8ch_dualecho", "brain_7T_radial_32ch")
+SITE_B = (
+    "siteb_brain_7T_8loops_dualecho",
+    "siteb_brain_3T_birdcage_gradient",
+    "siteb_brain_7T_16helmet_tpi",
+)
+
+
+def site_settings(desc: ScanDescription, sim: Path) -> dict[str, str]:
+    """The chain settings a site would use for ``desc``: its coil file, measured from its own
+    bottle scan by ``coil-profile`` (made once, kept in ``sim``), and its tube settings."""
+    from gadgets.app.coil_profile import measure_coil_profile
+
+    site = desc.site or {}
+    settings = {k: str(v) for k, v in site.get("set", {}).items()}
+    bottle = site.get("bottle")
+    if bottle:
+        raw = sim / f"{bottle}.h5"
+        if not raw.exists():
+            simulate(ScanDescription.load(bottle), sim)
+        coil_file = sim / f"{bottle}_coil.json"
+        if not coil_file.exists():
+            profile = measure_coil_profile(raw, coil_file, chain=site.get("chain", "sodium_tsc"))
+            print(
+                f"coil file {coil_file.name}: fit RMS {100 * profile.fit_rms:.2f}%, extension "
+                f"check RMS {100 * profile.extension_rms:.2f}%"
+            )
+        settings["coil_models"] = str(coil_file)
+    return settings
 
 
 def readout_timing(raw: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +115,8 @@ def print_reference_table(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scans", nargs="*", default=list(SCANS))
+    parser.add_argument("scans", nargs="*")
+    parser.add_argument("--family", choices=("a", "b"), default="a", help="a: ours, b: SITE_B")
     parser.add_argument("--dir", default="sim", help="where simulated scans are kept")
     parser.add_argument(
         "--set",
@@ -92,13 +128,18 @@ def main() -> None:
     args = parser.parse_args()
     overrides = dict(pair.split("=", 1) for pair in args.set)
     sim = Path(args.dir)
-    for name in args.scans:
+    for name in args.scans or (SCANS if args.family == "a" else SITE_B):
         raw = sim / f"{name}.h5"
         desc = ScanDescription.load(name)
         if not raw.exists():
             simulate(desc, sim)
+        settings = {**site_settings(desc, sim), **overrides}
+        if settings:
+            print(f"\n{name}: " + " ".join(f"--set {k}={v}" for k, v in settings.items()))
+        folder = sim / f"{name}_recon"
+        shutil.rmtree(folder, ignore_errors=True)  # this benchmark's own output of a past run
         t0 = time.perf_counter()
-        out = recon_file(raw, sim / f"{name}_recon", overrides=overrides)
+        out = recon_file(raw, folder, overrides=settings)
         seconds = time.perf_counter() - t0
         print(f"\n== {name}: reconstructed in {seconds:.1f} s")
         for text in out.texts:

@@ -46,6 +46,7 @@ import cProfile
 import io
 import pstats
 import re
+import shutil
 import socket
 import statistics
 import threading
@@ -64,6 +65,7 @@ from gadgets.runtime.chain import load_chain
 from gadgets.runtime.client import read_raw
 from gadgets.runtime.header import parse_header
 from gadgets.runtime.outputs import OutputFolder
+from gadgets.runtime.parameters import ACCEPTS_QUERY
 from gadgets.runtime.protocol import (
     Close,
     DicomFile,
@@ -193,6 +195,7 @@ def replay(raw: Path, port: int, out_dir: Path, tr_s: float, paced_s: float, mod
     tail_from = total - n_pace if mode == "ends" else total
     per_second = max(1, int(round(1.0 / tr_s)))
     r = Replay(port, out_dir)
+    r.writer.query(1 << 62, f"{ACCEPTS_QUERY}=1018")  # as sodium-gadgets send: DICOM back
     r.writer.config_file("default")
     r.writer.header(xml)
     blocked: list[float] = []
@@ -438,6 +441,8 @@ def main() -> None:
     tr_s = tr_seconds(xml)
     entry = chain_for_protocol(xml, application().chains_dir)
     work = sim / f"{args.scan}_latency"
+    for old in ("paced", "full"):  # this benchmark's own output of an earlier run
+        shutil.rmtree(work / old, ignore_errors=True)
     print(
         f"{args.scan}: chain {entry.chain} (protocol map), TR {tr_s * 1e3:g} ms, "
         f"{imaging_readouts(raw)} imaging readouts, raw {raw} ({raw.stat().st_size / 1e6:.0f} "

@@ -10,6 +10,7 @@ a warning: nothing is corrected.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import ismrmrd
 import numpy as np
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 class B0Correction(EchoVolumesGadget):
     """Field map from two echoes + MFI of each echo."""
 
+    header_needs = ("encoding", "echo_times")
+
     properties = {
         "map_file": Property(
             str, "", ".npy field map in Hz on the recon grid (nz, ny, nx)", location=True
@@ -41,11 +44,8 @@ class B0Correction(EchoVolumesGadget):
 
     def _field_map(self, centre: int) -> tuple[np.ndarray | None, str]:
         if self.map_file:
-            fmap = np.load(self.map_file).astype(np.float32)
             shape = self.echoes[min(self.echoes)].data.shape[1:]
-            if fmap.shape != shape:
-                raise ValueError(f"{self.map_file}: field map {fmap.shape}, images {shape}")
-            return fmap, f"file {self.map_file}"
+            return self._map_from_file(shape), f"file {self.map_file}"
         if 0 not in self.echoes or 1 not in self.echoes:
             return None, "none"
         te = [self._volume(e).require_echo_time("B0Correction") for e in (0, 1)]
@@ -54,6 +54,23 @@ class B0Correction(EchoVolumesGadget):
             self.echoes[0].data[centre], self.echoes[1].data[centre], dte, self.smoothing_fwhm_vox
         )
         return fmap, f"echoes 1-2 (dTE {dte * 1e3:.2f} ms)"
+
+    def _map_from_file(self, shape: tuple[int, ...]) -> np.ndarray:
+        """``map_file`` (relative: to the chain's folder), checked against the images."""
+        path = Path(self.map_file).expanduser()
+        if not path.is_absolute():
+            found = (d / path for d in self.context.resource_dirs if (d / path).is_file())
+            path = next(found, path.absolute())
+        try:
+            # never pickles: a .npy of numbers or nothing
+            fmap = np.load(path, allow_pickle=False)
+            if fmap.shape != shape or not np.issubdtype(fmap.dtype, np.number):
+                raise ValueError(f"field map {fmap.shape} {fmap.dtype}, images {shape}")
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(
+                self.context.file_error(str(path), f"map_file {path}: {exc}", "map_file")
+            ) from None
+        return fmap.astype(np.float32)
 
     def _volume(self, echo: int) -> GriddedVolume:
         return GriddedVolume.from_meta(read_meta(self.echoes[echo]), "B0Correction")

@@ -16,17 +16,28 @@ one complex volume per echo, channels = MFI bins.
   divided by their smoothed root sum of squares (relative sensitivities: like ``adaptive``, the
   array's receive profile stays in the image).
 
-Receive-bias correction (``coil_models``): ``adaptive`` and ``roemer`` leave the array's receive
+Receive-bias correction (``coil_models``): ``adaptive`` and ``roemer`` leave the coil's receive
 profile in the image (tubes near a loop several times brighter than mid-brain, which biases the tube
-calibration). When one of the listed coil files (:mod:`gadgets.core.receive.loop_model`) has as many
-loops as the scan has channels, its fields are fitted to the channel volumes and the combination is
-Roemer's with those absolute sensitivities, which returns ``rho`` itself. The prewhitening matrix,
-when the prewhitener sends it (``send_whitening``), is consumed here and makes the fit one of
-channel gains only. A fit whose residual exceeds ``max_model_residual`` (wrong coil file, coil not
-where the file says) is not used: a warning, and ``method`` alone. A single-channel volume coil has
-no loops to fit; its receive profile, measured once on a uniform phantom
-(:mod:`gadgets.core.receive.receive_profile`, ``sodium-gadgets coil-profile``), is a coil file too:
-the image is divided by it.
+calibration). A coil file removes it; the first listed one *measured with this scan's coil*
+(:mod:`gadgets.core.receive.coil_identity`: channel count, the header's coil labels, field
+strength) is used, and a file made with another coil is never used, whatever its channel count:
+
+* a measured profile (:mod:`gadgets.core.receive.spline_profile`, any coil, made by
+  ``sodium-gadgets coil-profile`` from a bottle scan through this same combination): the
+  combination's weights are divided by it. It holds only where the bottle was; that region goes
+  downstream once as an image with meta ``DataRole=ReceiveProfileValidity`` (1 inside, 0 outside),
+  and the calibration refuses tubes outside it;
+* a polynomial profile of a one-channel coil (:mod:`gadgets.core.receive.receive_profile`);
+* a loop array's geometry (:mod:`gadgets.core.receive.loop_model`): its fields are fitted to the
+  channel volumes and the combination is Roemer's with those absolute sensitivities, which returns
+  ``rho`` itself. The prewhitening matrix, when the prewhitener sends it (``send_whitening``), is
+  consumed here and makes the fit one of channel gains only. A fit whose residual exceeds
+  ``max_model_residual`` (coil not where the file says) is not used.
+
+``coil_models=auto`` lists every coil file in the chain's ``coils/`` folder and the shipped one
+that records its coil (``measured_with``). A file that records no coil is matched by channel count
+alone, and only when named. No matching file: a warning naming each file's reason, and the volume
+says so (``SodiumReceiveCorrected=0``), which the calibration of an array refuses.
 """
 
 from __future__ import annotations
@@ -39,9 +50,16 @@ from scipy.ndimage import gaussian_filter
 
 from gadgets.core.numerics.channel_combination import roemer, sum_of_squares, walsh_weights
 from gadgets.core.numerics.geometry import Geometry
-from gadgets.core.receive.coil_file import find_coil_file, read_coil_file
+from gadgets.core.receive.coil_file import (
+    CoilFileError,
+    coil_files_with_identity,
+    find_coil_file,
+    read_coil_file,
+)
+from gadgets.core.receive.coil_identity import SINGLE_CHANNEL, CoilIdentity
 from gadgets.core.receive.loop_model import CoilModel, fit_coil_model
 from gadgets.core.receive.receive_profile import ReceiveProfile
+from gadgets.core.receive.spline_profile import SplineProfile
 from gadgets.resources import chains_dir
 from gadgets.runtime.gadget import Gadget, Property
 from gadgets.runtime.notice import Notice
@@ -69,6 +87,8 @@ def _same_geometry(a: Geometry, b: Geometry) -> bool:
 class CoilCombiner(Gadget):
     """Channel volumes -> one complex volume per echo (per MFI bin)."""
 
+    header_needs = ("recon_space",)
+
     properties = {
         "method": Property(str, "adaptive", "coil combination", choices=_METHODS),
         "block": Property(
@@ -76,9 +96,11 @@ class CoilCombiner(Gadget):
         ),
         "coil_models": Property(
             str,
-            "",
-            "coil files (chains/coils/NAME or paths), comma-separated; the one with as "
-            "many loops as the scan has channels removes the receive profile",
+            "auto",
+            "coil files (chains/coils/NAME or paths), comma-separated, or auto (every coil "
+            "file that records its coil); the first measured with this scan's coil removes "
+            "the receive profile",
+            location="paths",
         ),
         "max_model_residual": Property(
             float,
@@ -92,8 +114,21 @@ class CoilCombiner(Gadget):
     def setup(self) -> None:
         names = [n.strip() for n in self.coil_models.split(",") if n.strip()]
         search = (*self.context.resource_dirs, chains_dir())
-        paths = [find_coil_file(n, search) for n in names]
-        self.models = [read_coil_file(p) for p in paths]
+        paths, self.models = [], []
+        self.auto = names == ["auto"]
+        if self.auto:
+            for path, model in coil_files_with_identity(search):
+                paths.append(path)
+                self.models.append(model)
+            names = []
+        for name in names:
+            try:
+                paths.append(find_coil_file(name, search))
+                self.models.append(read_coil_file(paths[-1]))
+            except (ValueError, KeyError, TypeError) as exc:  # CoilFileError among them
+                raise CoilFileError(
+                    self.context.file_error(name, str(exc), "coil file", (chains_dir(),))
+                ) from None
         if paths:
             log.info(
                 "coil files: %s",
@@ -102,8 +137,47 @@ class CoilCombiner(Gadget):
         self.weights: np.ndarray | None = None
         self.whitening: np.ndarray | None = None
         self._fields: tuple[Geometry, dict[int, np.ndarray]] | None = None
+        self._profile: tuple[Geometry, np.ndarray, np.ndarray] | None = None
+        self._precomputed_for = ""
+        self.validity: np.ndarray | None = None
+        self.corrected = False
         self.combination = self.method
         self.notices: list[Notice] = []
+
+    def _matching(self, channels: int, warn: bool = True):
+        """The first coil file measured with this scan's coil, or None (with a warning that
+        gives each file's reason)."""
+        scan = CoilIdentity.from_header(self.header, channels)
+        reasons = []
+        for model in self.models:
+            ident = getattr(model, "measured_with", None)
+            if ident is None:
+                if model.channels == channels:
+                    if not warn:
+                        return model
+                    log.warning(
+                        "coil file %s records no coil (measured_with): used on channel count alone",
+                        model.name,
+                    )
+                    return model
+                reasons.append(f"{model.name}: {model.channels} channels")
+                continue
+            why = ident.mismatch(scan)
+            if not why:
+                return model
+            reasons.append(f"{model.name}: {why}")
+        if not warn:
+            return None
+        if not self.coil_models.strip():
+            log.info("coil_models is empty: the receive profile is not corrected")
+            return None
+        listed = "; ".join(reasons) if reasons else f"coil_models: {self.coil_models}"
+        self._warn(
+            f"no coil file for this coil ({scan.describe()}; {listed}): the receive profile "
+            "stays in the image; measure one with sodium-gadgets coil-profile (README: "
+            "installing a new coil)"
+        )
+        return None
 
     def _geometry(self, item: ismrmrd.Image) -> Geometry:
         """The recon volume's geometry: matrix and FOV from the header, position and axes from
@@ -123,26 +197,33 @@ class CoilCombiner(Gadget):
         """The matching coil model's fields over the volume, both handednesses, computed when
         the whitening arrives (the scan's start): they depend on the geometry only, and cost
         0.1-0.5 s that would otherwise come after the last readout."""
-        model = next((m for m in self.models if m.channels == self.whitening.shape[0]), None)
-        if not isinstance(model, CoilModel) or self.header is None:
+        if self.header is None:
+            return
+        model = self._matching(self.whitening.shape[0], warn=False)
+        if not isinstance(model, CoilModel | SplineProfile):
             return
         geom = self._geometry(item)
-        pts = geom.points_mm().reshape(-1, 3)
+        pts = geom.points_mm()
+        if isinstance(model, SplineProfile):
+            self._profile = (geom, model(pts).astype(np.float32), model.valid_at(pts))
+            self._precomputed_for = model.name
+            return
+        pts = pts.reshape(-1, 3)
         self._fields = (geom, {h: model.fields(pts, h).astype(np.complex64) for h in (1, -1)})
+        self._precomputed_for = model.name
 
     def _model_weights(self, coils: np.ndarray, item: ismrmrd.Image) -> np.ndarray | None:
         """Roemer weights ``s / |s|^2`` from the matching coil model, or None."""
         nch = coils.shape[0]
-        model = next((m for m in self.models if m.channels == nch), None)
+        model = self._matching(nch)
         if model is None:
-            if nch > 1:
-                self._warn(
-                    f"no coil model for {nch} channels (coil_models: {self.coil_models or 'none'})"
-                    ": the array's receive profile stays in the image"
-                )
+            if nch == 1:
+                self.combination = SINGLE_CHANNEL
             return None
         geom = Geometry.from_image(item)
         points = geom.points_mm()
+        if isinstance(model, SplineProfile):
+            return self._profile_weights(coils, model, geom)
         if isinstance(model, ReceiveProfile):
             profile = model(points)
             low = profile < 0.25  # outside what the phantom filled, a polynomial wanders
@@ -153,11 +234,16 @@ class CoilCombiner(Gadget):
                     int(low.sum()),
                 )
             self.combination = f"profile:{model.name}"
+            self.corrected = True
             return (1.0 / np.maximum(profile, 0.25))[None].astype(np.complex64)
         if self.whitening is None:
             log.warning("no prewhitening matrix from upstream: coil-model fit with full mixing")
         fields = None
-        if self._fields is not None and _same_geometry(self._fields[0], geom):
+        if (
+            self._fields is not None
+            and self._precomputed_for == model.name
+            and _same_geometry(self._fields[0], geom)
+        ):
             fields = self._fields[1]
         fit = fit_coil_model(coils, points, model, self.whitening, fields=fields)
         if fit.residual > self.max_model_residual:
@@ -173,7 +259,37 @@ class CoilCombiner(Gadget):
             sens = fit.sensitivities(model, points.reshape(-1, 3)).reshape(coils.shape)
         power = np.sum(np.abs(sens) ** 2, axis=0)
         self.combination = f"model:{model.name}"
+        self.corrected = True
         return (sens / np.maximum(power, 1e-6 * power.max())).astype(np.complex64)
+
+    def _profile_weights(
+        self, coils: np.ndarray, model: SplineProfile, geom: Geometry
+    ) -> np.ndarray | None:
+        """This combination's weights divided by the measured profile."""
+        nch = coils.shape[0]
+        if nch > 1 and (model.combination, model.block) != (self.method, self.block):
+            self._warn(
+                f"coil file {model.name} was measured through the {model.combination} "
+                f"combination (block {model.block}); this chain combines with {self.method} "
+                f"(block {self.block}): not used, the receive profile stays in the image"
+            )
+            return None
+        cached = self._profile is not None and self._precomputed_for == model.name
+        if cached and _same_geometry(self._profile[0], geom):
+            profile, valid = self._profile[1], self._profile[2]
+        else:
+            points = geom.points_mm()
+            profile, valid = model(points).astype(np.float32), model.valid_at(points)
+        base = self._weights(coils) if nch > 1 else np.ones((1, *coils.shape[1:]), np.complex64)
+        self.combination = f"profile:{model.name}"
+        self.corrected = True
+        self.validity = valid
+        log.info(
+            "receive profile %s: %.0f%% of the volume inside the bottle it was measured on",
+            model.name,
+            100 * valid.mean(),
+        )
+        return (base / np.maximum(profile, 1e-3)[None]).astype(np.complex64)
 
     def _warn(self, text: str) -> None:
         """Logged, and sent to the client once (with the combined volume)."""
@@ -211,7 +327,7 @@ class CoilCombiner(Gadget):
             info = info.with_(bins_hz=(0.0,))
         else:
             if self.weights is None:
-                self.weights = self._model_weights(data[:, centre], item) if self.models else None
+                self.weights = self._model_weights(data[:, centre], item)
                 if self.weights is None:
                     self.weights = self._weights(data[:, centre])
                 log.info("coil combination: %s over %d channels", self.combination, ncoils)
@@ -219,9 +335,15 @@ class CoilCombiner(Gadget):
                 out = np.stack([roemer(data[:, b], self.weights) for b in range(nbins)])
             else:
                 out = np.einsum("c...,cb...->b...", self.weights.conj(), data)
-        combined = info.with_(coils=None, combination=self.combination).to_meta()
+        combined = info.with_(
+            coils=None, combination=self.combination, receive_corrected=self.corrected
+        ).to_meta()
         yield from self.notices
         self.notices.clear()
+        if self.validity is not None:  # once, for the calibration
+            meta = {"DataRole": "ReceiveProfileValidity", "SodiumCombination": self.combination}
+            yield volume_image(self.validity.astype(np.float32), item, meta)
+            self.validity = None
         yield volume_image(
             out.astype(np.complex64),
             item,

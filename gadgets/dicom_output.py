@@ -56,10 +56,10 @@ import numpy as np
 from gadgets.core.cache import cache_dir
 from gadgets.core.numerics.geometry import Geometry
 from gadgets.core.output.dicom_encoder import encode_series
-from gadgets.core.output.dicom_files import write_files
+from gadgets.core.output.dicom_files import SeriesWriteError, clean_partials, write_series_folder
 from gadgets.core.output.dicom_series import SeriesInfo, secondary_capture_dataset, series_datasets
 from gadgets.core.output.mrd_slices import mrd_slices
-from gadgets.core.output.qa import write_png
+from gadgets.core.output.qa import png_bytes
 from gadgets.runtime.gadget import Gadget, Property
 from gadgets.runtime.notice import Notice
 from gadgets.runtime.pacs import PacsTarget, c_store
@@ -143,6 +143,9 @@ class DicomOutput(Gadget):
                 raise ValueError(
                     "parametric_map needs highdicom: pip install 'sodium-gadgets[pmap]'"
                 ) from exc
+        if "folder" in self.targets:  # what a process killed while writing left behind
+            for path in clean_partials(self.folder):
+                log.warning("removed %s, left by an interrupted delivery", path)
         import ismrmrd.xsd
 
         self.header_xml = ismrmrd.xsd.ToXML(self.header)
@@ -210,25 +213,37 @@ class DicomOutput(Gadget):
         )
         burned_in = meta.get("BurnedInAnnotation") == "YES"
         datasets = [secondary_capture_dataset(rgb, self.header_xml, info, burned_in)]
-        if "folder" in self.targets:
-            write_png(rgb, Path(self.folder) / f"series{info.series_number:03d}_0001.png")
-        yield from self._deliver(datasets, info)
+        yield from self._deliver(datasets, info, {"0001.png": png_bytes(rgb)})
         if self.pass_images and self.pass_pictures:
             yield item
 
-    def _deliver(self, datasets: list, info: SeriesInfo):
-        """Stream, write and/or C-STORE a series' datasets as ``seriesNNN_0001.dcm`` ..."""
+    def _deliver(self, datasets: list, info: SeriesInfo, extra: dict[str, bytes] | None = None):
+        """Stream, write and/or C-STORE a series' datasets; ``extra`` files go into its folder
+        with it (the PNG of a picture)."""
         prefix = f"series{info.series_number:03d}"
         encoded = encode_series(datasets)
         if "stream" in self.targets:
             for i, data in enumerate(encoded, start=1):
                 yield DicomFile(data, f"{prefix}_{i:04d}.dcm", info.description)
         files: list[Path] = []
-        if "folder" in self.targets:
-            files = write_files(encoded, self.folder, prefix)
+        folder = self.folder if "folder" in self.targets else None
+        if "pacs" in self.targets and folder is None:  # kept where it is found if the PACS is down
+            folder = str(cache_dir("undelivered"))
+        if folder is not None:
+            try:
+                files = write_series_folder(
+                    encoded,
+                    folder,
+                    str(datasets[0].StudyInstanceUID),
+                    info.series_number,
+                    str(datasets[0].SeriesInstanceUID),
+                    extra,
+                )
+            except SeriesWriteError as exc:  # nothing of it is kept: say so, never half
+                log.error("DicomOutput: %s", exc)
+                yield Notice(f"DicomOutput: INCOMPLETE: {exc}", logging.ERROR)
+                return
         if "pacs" in self.targets:
-            if not files:  # PACS-only: keep a copy where it can be found if the PACS is down
-                files = write_files(encoded, cache_dir("undelivered"), prefix)
             target = PacsTarget(
                 self.pacs_host,
                 self.pacs_port,

@@ -35,6 +35,7 @@ from gadgets.core.numerics.density import pipe_menon, radial_dcf
 from gadgets.core.numerics.nufft import GridAccumulator
 from gadgets.core.numerics.trajectory import trajectory_description
 from gadgets.runtime.gadget import Gadget, Property
+from gadgets.runtime.header import validate_header
 from gadgets.runtime.notice import Notice
 from gadgets.volume_meta import GriddedVolume
 from gadgets.volumes import volume_image
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 class StreamingGridder(Gadget):
     """Grid readouts per echo (and MFI bin) as they arrive; channel volumes at the end."""
+
+    header_needs = ("recon_space", "projections", "channels")
 
     properties = {
         "oversampling": Property(float, 1.5, "grid oversampling (1.25-2)", low=1.0, high=4.0),
@@ -88,9 +91,18 @@ class StreamingGridder(Gadget):
         self.matrix = (int(m.z), int(m.y), int(m.x))
         fov = enc.reconSpace.fieldOfView_mm
         self.fov_mm = (float(fov.x), float(fov.y), float(fov.z))
-        limits = enc.encodingLimits.kspace_encoding_step_1
-        self.projections = int(limits.maximum) + 1 if limits is not None else None
         self.described = trajectory_description(self.header)
+        limits = enc.encodingLimits.kspace_encoding_step_1
+        if limits is not None:
+            self.projections = int(limits.maximum) + 1
+        else:  # header_needs "projections": the description has them
+            self.projections = self.described.projections
+        contrast = enc.encodingLimits.contrast
+        te = self.header.sequenceParameters.TE if self.header.sequenceParameters else None
+        self.echoes = int(contrast.maximum) + 1 if contrast is not None else max(1, len(te or []))
+        self.channels = int(self.header.acquisitionSystemInformation.receiverChannels)
+        if self.b0_max_ppm > 0:
+            validate_header(self.header, ["larmor"])
         self._described_traj = None
         self._pm_weights = None
         self.grids: dict[int, GridAccumulator] = {}
@@ -157,8 +169,7 @@ class StreamingGridder(Gadget):
             return
         if item.is_flag_set(ismrmrd.ACQ_IS_NOISE_MEASUREMENT):
             return
-        if self.projections is None:
-            raise ValueError("the header lacks encodingLimits.kspace_encoding_step_1")
+        self._check(item)
         lo, hi = item.discard_pre, item.number_of_samples - item.discard_post
         traj = np.asarray(self._trajectory(item)[lo:hi], np.float32)
         data = item.data[:, lo:hi]
@@ -193,11 +204,58 @@ class StreamingGridder(Gadget):
         self.counts[echo] += 1
         self.template = item
 
+    def _check(self, acq: ismrmrd.Acquisition) -> None:
+        """Refuse a readout that contradicts the header or the scan's first readout, before
+        anything is sized from it."""
+        where = f"readout {acq.scan_counter}"
+        if acq.active_channels != self.channels:
+            raise ValueError(
+                f"{where} has {acq.active_channels} channels, the header "
+                f"{self.channels} (acquisitionSystemInformation.receiverChannels)"
+            )
+        if not 0 <= acq.idx.contrast < self.echoes:
+            raise ValueError(
+                f"{where} is echo {acq.idx.contrast}; the header's encodingLimits.contrast "
+                f"allows 0..{self.echoes - 1}"
+            )
+        if not 0 <= acq.idx.kspace_encode_step_1 < self.projections:
+            raise ValueError(
+                f"{where} is projection {acq.idx.kspace_encode_step_1} of {self.projections} "
+                "(encodingLimits.kspace_encoding_step_1)"
+            )
+        kept = acq.number_of_samples - acq.discard_pre - acq.discard_post
+        if kept < 2:
+            raise ValueError(f"{where} keeps {kept} samples after discard_pre/post")
+        if self.k_radius is not None and kept != self.k_radius.size:
+            raise ValueError(
+                f"{where} has {kept} samples, the scan's first readout {self.k_radius.size}"
+            )
+
+    def memory_bytes(self) -> int:
+        """One grid and image per echo, of every coil and MFI bin, and the volumes the later
+        steps hold (as many again); the header's trajectory when the readouts need it."""
+        bins = self._expected_bins()
+        grid = GridAccumulator.memory_bytes(
+            self.matrix, self.channels * bins, self.oversampling, self.kernel_width
+        )
+        image = 8 * self.channels * bins * int(np.prod(self.matrix))
+        total = self.echoes * (grid + image)
+        if self.described is not None:  # computed when readouts carry no traj (float64 + 32)
+            total += 12 * 3 * self.described.projections * self.described.samples
+        return int(total)
+
+    def _expected_bins(self) -> int:
+        """MFI bins for the header's readout duration (1 without MFI or a description)."""
+        if self.b0_max_ppm <= 0 or self.described is None:
+            return 1
+        larmor = float(self.header.experimentalConditions.H1resonanceFrequency_Hz)
+        readout_s = self.described.readout_duration_ms * 1e-3
+        return mfi_frequencies(self.b0_max_ppm * larmor * 1e-6, readout_s, self.mfi_max_cycles).size
+
     def _drop(self, item: ismrmrd.Acquisition) -> None:
         """A readout with NaN/Inf samples: dropped, unless too many are (then an error)."""
         self.dropped += 1
-        echoes = max(1, len(self.header.sequenceParameters.TE or []))
-        limit = self.max_bad_fraction * self.projections * echoes
+        limit = self.max_bad_fraction * self.projections * self.echoes
         if self.dropped > limit:
             raise ValueError(
                 f"{self.dropped} readouts contain NaN or infinite samples (more than "
@@ -208,6 +266,12 @@ class StreamingGridder(Gadget):
 
     def _echo_images(self):
         """``(echo, channel images)`` of every echo, repeated projections averaged."""
+        if not self.grids:
+            self._notice(
+                "no imaging readouts arrived (the stream ended after the header or the noise "
+                "scans): nothing to reconstruct",
+                logging.ERROR,
+            )
         for echo in sorted(self.grids):
             image = self.grids.pop(echo).finish()
             averages = self.counts[echo] / self.projections
@@ -223,9 +287,9 @@ class StreamingGridder(Gadget):
         if self.dropped:
             self._notice(f"{self.dropped} readouts with NaN or infinite samples were dropped")
 
-    def _notice(self, text: str) -> None:
-        log.warning(text)
-        self.notices.append(Notice(text))
+    def _notice(self, text: str, level: int = logging.WARNING) -> None:
+        log.log(level, text)
+        self.notices.append(Notice(text, level))
 
     def finish(self):
         seq = self.header.sequenceParameters

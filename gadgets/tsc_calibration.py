@@ -38,12 +38,13 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from gadgets.core.calibration.calibrate import CalibrationResult, TubeSetup, calibrate
+from gadgets.core.calibration.tube import tubes_mask
 from gadgets.core.calibration.tube_templates import readout_filter, undo_tube_blur
 from gadgets.core.numerics import relaxation as rx
 from gadgets.core.numerics.apodization import kaiser_window
+from gadgets.core.receive.coil_identity import SINGLE_CHANNEL
 from gadgets.echo_volumes import EchoVolumesGadget
 from gadgets.runtime.gadget import Property
-from gadgets.runtime.header import HeaderError
 from gadgets.runtime.notice import Notice
 from gadgets.volume_meta import GriddedVolume
 from gadgets.volumes import picture_image, read_meta, volume_image
@@ -82,13 +83,19 @@ def _positions(text: str) -> list[np.ndarray] | None:
 class TscCalibration(EchoVolumesGadget):
     """Tubes -> linear calibration -> TSC map (mM), optional 23NaR and uncalibrated series."""
 
+    header_needs = ("encoding", "echo_times", "field_strength")
+
     properties = {
         "tube_concentrations_mM": Property(
             list[float], (30.0, 60.0, 90.0, 120.0), "2-8 values, mM", low=0.0, length=(2, 8)
         ),
         "tube_class": Property(str, "agarose", "tube material", choices=_TUBE_CLASSES),
         "tube_radius_mm": Property(
-            float, 10.0, "inner radius of the tubes, mm (0: fit it)", low=0.0, high=50.0
+            float,
+            0.0,
+            "inner radius of the tubes, mm (0: fitted per tube; a wrong value biases the map)",
+            low=0.0,
+            high=50.0,
         ),
         "tube_positions_mm": Property(str, "", "optional 'x,y,z; ...' patient LPS mm"),
         "min_r2": Property(float, 0.99, "calibrations with a lower R^2 are refused", low=0, high=1),
@@ -98,8 +105,43 @@ class TscCalibration(EchoVolumesGadget):
         ),
         "fluid_from_mM": Property(float, 70.0, "one echo: fluid fraction 0 below this, mM"),
         "fluid_to_mM": Property(float, 120.0, "one echo: fluid fraction 1 above this, mM"),
-        "t1_tube_ms": Property(
-            float, 0.0, "tube T1, ms (0: class default for the field)", low=0.0, high=1000.0
+        "tube_t1_ms": Property(
+            float, 0.0, "tube medium T1, ms (0: the class's default)", low=0.0, high=1000.0
+        ),
+        "t1_tube_ms": Property(float, 0.0, "old name of tube_t1_ms", low=0.0, high=1000.0),
+        "tube_t2s_ms": Property(
+            list[float],
+            (),
+            "tube medium T2* components, ms (empty: the class's defaults)",
+            low=0.01,
+            high=1000.0,
+            length=(0, 4),
+        ),
+        "tube_t2s_fractions": Property(
+            list[float],
+            (),
+            "their signal fractions, summing to 1 (with tube_t2s_ms)",
+            low=0.0,
+            high=1.0,
+            length=(0, 4),
+        ),
+        "tube_length_mm": Property(
+            float,
+            0.0,
+            "filled length of the tubes, mm (0: unknown); shorter blobs are not tubes",
+            low=0.0,
+            high=500.0,
+        ),
+        "tube_axis": Property(
+            str,
+            "z",
+            "the tubes' direction in the holder (patient axes), or auto (from the image)",
+            choices=("x", "y", "z", "auto"),
+        ),
+        "require_receive_correction": Property(
+            bool,
+            True,
+            "refuse to calibrate an array whose receive profile no coil file removed",
         ),
         "smoothing_fwhm_mm": Property(
             float, 0.0, "Gaussian smoothing of the maps, FWHM mm", low=0.0, high=50.0
@@ -125,12 +167,7 @@ class TscCalibration(EchoVolumesGadget):
         self.positions = _positions(self.tube_positions_mm)
         if self.positions is not None and len(self.positions) != len(conc):
             raise ValueError("tube_positions_mm and tube_concentrations_mM differ in length")
-        seq = self.header.sequenceParameters
-        if seq is None or not seq.TE:
-            raise HeaderError(
-                "the header's sequenceParameters.TE (ms) is missing: the calibration needs "
-                "the echo times for the relaxation weighting"
-            )
+        seq = self.header.sequenceParameters  # TE: header_needs
         self.tr_s = float(seq.TR[0]) * 1e-3 if seq.TR else None
         self.flip_deg = float(seq.flipAngle_deg[0]) if seq.flipAngle_deg else 90
         self.field_T = float(self.header.acquisitionSystemInformation.systemFieldStrength_T)
@@ -144,8 +181,47 @@ class TscCalibration(EchoVolumesGadget):
                 from gadgets.core.output.qa import warm_up
 
                 warm_up()
-        if self.t1_tube_ms > 0:
-            self.tube = rx.Relaxation(self.t1_tube_ms * 1e-3, self.tube.t2s_s, self.tube.fractions)
+        self.tube = self._tube_relaxation(self.tube)
+        self.validity: np.ndarray | None = None
+
+    def _tube_relaxation(self, default: rx.Relaxation) -> rx.Relaxation:
+        """The class's relaxation with the site's measured values in its place."""
+        if self.tube_t1_ms and self.t1_tube_ms and self.tube_t1_ms != self.t1_tube_ms:
+            raise ValueError("tube_t1_ms and its old name t1_tube_ms differ: set one")
+        t1_ms = self.tube_t1_ms or self.t1_tube_ms
+        t2s, fractions = tuple(self.tube_t2s_ms), tuple(self.tube_t2s_fractions)
+        if fractions and not t2s:
+            raise ValueError("tube_t2s_fractions without tube_t2s_ms")
+        if t2s and not fractions:
+            if len(t2s) > 1:
+                raise ValueError("tube_t2s_ms with more than one component needs their fractions")
+            fractions = (1.0,)
+        if t2s and len(fractions) != len(t2s):
+            raise ValueError(
+                f"tube_t2s_ms has {len(t2s)} components, tube_t2s_fractions {len(fractions)}"
+            )
+        return rx.Relaxation(
+            t1_ms * 1e-3 if t1_ms else default.t1_s,
+            tuple(t * 1e-3 for t in t2s) if t2s else default.t2s_s,
+            fractions if t2s else default.fractions,
+        )
+
+    def relaxation_note(self) -> str:
+        """The tube relaxation used, for the QA picture and the log."""
+        t = self.tube
+        t2 = "/".join(f"{1e3 * v:g}" for v in t.t2s_s)
+        fr = "/".join(f"{v:g}" for v in t.fractions)
+        measured = self.tube_t1_ms or self.t1_tube_ms or len(self.tube_t2s_ms)
+        source = "set on the protocol" if measured else f"{self.tube_class} defaults"
+        return f"tubes T1 {1e3 * t.t1_s:g} ms, T2* {t2} ms ({fr}): {source}"
+
+    def process(self, item):
+        if isinstance(item, ismrmrd.Image) and (
+            read_meta(item).get("DataRole") == "ReceiveProfileValidity"
+        ):
+            self.validity = np.asarray(item.data[0]) > 0.5  # from CoilCombiner: consumed here
+            return
+        yield from super().process(item)
 
     def _echo(self, echo: int) -> tuple[np.ndarray, GriddedVolume]:
         """The echo's 0 Hz volume (complex) and what the gridder says of it."""
@@ -160,6 +236,11 @@ class TscCalibration(EchoVolumesGadget):
     def complete(self):
         first = self.echoes[min(self.echoes)]
         x1, info = self._echo(min(self.echoes))
+        how = info.combination or "not said"
+        self.combination_note = (
+            f"removed ({how})" if info.receive_corrected else f"still in the image ({how})"
+        )
+        log.info("%s; receive profile %s", self.relaxation_note(), self.combination_note)
         mag1 = np.abs(x1).astype(np.float32)
         shape = mag1.shape
         voxel_mm = np.asarray(first.field_of_view, np.float64) / np.array(shape[::-1])
@@ -171,12 +252,32 @@ class TscCalibration(EchoVolumesGadget):
         positions = None
         if self.positions is not None:
             positions = tuple(self._patient_to_volume(first, p) for p in self.positions)
+        axis = None
+        if self.tube_axis != "auto":
+            rot = np.array([first.read_dir, first.phase_dir, first.slice_dir], np.float64)
+            axis = rot @ np.eye(3)["xyz".index(self.tube_axis)]
         setup = TubeSetup(
-            tuple(self.tube_concentrations_mM), self.tube_radius_mm, positions, self.min_r2
+            tuple(self.tube_concentrations_mM),
+            self.tube_radius_mm,
+            positions,
+            self.min_r2,
+            axis=axis,
+            length_mm=self.tube_length_mm,
+            valid=self.validity
+            if self.validity is not None and self.validity.shape == shape
+            else None,
         )
         result = calibrate(mag1, voxel_mm, setup, kfilter)
         fit = result.fit
         problem = result.failure
+        uncorrected_array = info.receive_corrected is False and info.combination != SINGLE_CHANNEL
+        if not problem and self.require_receive_correction and uncorrected_array:
+            problem = (
+                "the coil's receive profile is still in the image (no coil file matched this "
+                "coil: see the coil combination's warning), so tubes beside the coil and tissue "
+                "in mid-brain are not comparable; measure the coil with sodium-gadgets "
+                "coil-profile, or set require_receive_correction=false"
+            )
         if problem and fit is not None:
             problem = f"{problem}: {fit.summary()}"
         smooth = self.smoothing_fwhm_mm / 2.3548 / voxel_mm[::-1] if self.smoothing_fwhm_mm else 0
@@ -191,7 +292,10 @@ class TscCalibration(EchoVolumesGadget):
                 signal = undo_tube_blur(mag1, voxel_mm, [t for t, _ in result.pairs], kfilter)
             tsc = fit.tsc_mM(signal)
             if self.class_correction and self.tr_s is not None:
-                tsc = tsc * self._class_factor(tsc, mag1, te1)
+                factor = self._class_factor(tsc, mag1, te1)
+                # inside the tubes the medium is the tube's own, which the fit calibrated
+                inside = tubes_mask(shape, voxel_mm, [t for t, _ in result.pairs], voxel_mm.mean())
+                tsc = tsc * np.where(inside, 1.0, factor)
             if self.smoothing_fwhm_mm:
                 tsc = gaussian_filter(tsc, smooth)
         # the picture is drawn in the helper process while the maps below are sent
@@ -296,6 +400,7 @@ class TscCalibration(EchoVolumesGadget):
                 title=f"{protocol}, {self.field_T:g} T, {self.tube_class} tubes, sodium-gadgets",
                 identity=_identity_line(self.header),
                 directions=directions,
+                notes=(self.relaxation_note(), f"receive profile: {self.combination_note}"),
             )
             return qa, render_async(qa, use_helper=self.qa_helper)
         except Exception as exc:  # the picture is an extra: never lose the scan for it

@@ -23,6 +23,9 @@ meta key                     meaning                                            
 ``SodiumCoils``              coils before combination (absent after it)         StreamingGridder
 ``SodiumCombination``        how the coils were combined, e.g.                  CoilCombiner
                              ``model:loops_8ch``, ``adaptive``
+``SodiumReceiveCorrected``   1: the coil's receive profile was removed (a        CoilCombiner
+                             coil file matched the scan), 0: it is still in
+                             the image
 ``SodiumB0Correction``       where the field map came from, or ``none``         B0Correction
 ===========================  =================================================  ================
 """
@@ -65,6 +68,7 @@ class GriddedVolume:
     coils: int | None = None
     combination: str = ""
     b0_correction: str = ""
+    receive_corrected: bool | None = None
 
     @property
     def samples(self) -> int:
@@ -112,6 +116,8 @@ class GriddedVolume:
             meta["SodiumCombination"] = self.combination
         if self.b0_correction:
             meta["SodiumB0Correction"] = self.b0_correction
+        if self.receive_corrected is not None:
+            meta["SodiumReceiveCorrected"] = int(self.receive_corrected)
         return meta
 
     @classmethod
@@ -144,6 +150,11 @@ class GriddedVolume:
                 coils=int(float(meta["SodiumCoils"])) if "SodiumCoils" in meta else None,
                 combination=str(meta.get("SodiumCombination", "")),
                 b0_correction=str(meta.get("SodiumB0Correction", "")),
+                receive_corrected=(
+                    bool(int(float(meta["SodiumReceiveCorrected"])))
+                    if "SodiumReceiveCorrected" in meta
+                    else None
+                ),
             )
         except (TypeError, ValueError) as exc:
             raise MetaError(f"{step}: unreadable volume meta: {exc}") from exc

@@ -213,6 +213,16 @@ def image_arrays(path: Path) -> list[np.ndarray]:
         ds.close()
 
 
+def delivered(folder: Path) -> dict[int, list[Path]]:
+    """The series a DICOM delivery folder holds, by series number: each series' files, in
+    ``FOLDER/<StudyInstanceUID>/series<NNN>_<SeriesInstanceUID>/``."""
+    out: dict[int, list[Path]] = {}
+    for series in sorted(Path(folder).glob("*/series*_*")):
+        number = int(series.name.split("_")[0].removeprefix("series"))
+        out[number] = sorted(series.iterdir())
+    return out
+
+
 def write_cfl(base: Path, array: np.ndarray) -> None:
     """BART .cfl/.hdr: complex64, column-major, 16 dimensions in the header."""
     a = np.asarray(array, np.complex64)

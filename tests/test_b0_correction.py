@@ -10,6 +10,7 @@ from conftest import isocentre_volume
 
 from gadgets.b0_correction import B0Correction
 from gadgets.core.numerics.b0 import mfi_frequencies
+from gadgets.runtime.context import StepContext
 from gadgets.volume_meta import GriddedVolume
 from gadgets.volumes import read_meta, volume_image
 
@@ -102,7 +103,11 @@ def test_map_file_of_the_wrong_shape_and_missing_echo_times_are_refused(tmp_path
     bins = np.zeros(1)
     path = tmp_path / "map.npy"
     np.save(path, np.zeros((4, 4, 4), np.float32))
-    with pytest.raises(ValueError, match=r"field map \(4, 4, 4\), images \(16, 16, 16\)"):
+    site = StepContext(step="B0Correction", resource_dirs=(tmp_path,))
+    with pytest.raises(ValueError, match=r"field map \(4, 4, 4\) float32, images \(16, 16, 16\)"):
+        _run(B0Correction(_header(), site, map_file=str(path)), _echoes(_field(), bins))
+    # the same file outside the server's folders: the client is not told what is wrong with it
+    with pytest.raises(ValueError, match="is outside this server's folders, or missing"):
         _run(B0Correction(_header(), map_file=str(path)), _echoes(_field(), bins))
     images = _echoes(_field(), bins)
     for img in images:  # a header without TE: the gridder writes no echo time

@@ -151,13 +151,15 @@ def test_degraded_input_nan_readouts_and_a_cut_short_scan(birdcage):
 
 
 def test_loop_array_without_bias_correction_is_refused_not_wrong(refused):
-    """With a loop array the receive profile makes tubes near the loops brighter than brain:
-    the fit fails its R^2 test, and the scan returns the uncalibrated image and a warning."""
+    """A loop array with no coil file for it: the receive profile makes tubes near the loops
+    brighter than brain, so no map is made; the scan returns the uncalibrated image and says
+    why (the combination's warning names every coil file and why it does not fit)."""
     sim, out, images = refused
     assert "Na23 TSC [mmol/L]" not in images
     assert "Na23 uncalibrated [a.u.]" in images
     assert any("TSC calibration failed" in t for t in out.texts)
-    assert any("no coil model for 4 channels" in t for t in out.texts), out.texts  # the cause
+    cause = "no coil file for this coil (4 channels, labels SIM-loops4:00..., 7 T; birdcage_3T: "
+    assert any(t.startswith(f"WARNING: {cause}") for t in out.texts), out.texts
     meta = read_meta(images["Na23 uncalibrated [a.u.]"])
     assert meta["Units"] == "1" and "DataRole" not in meta
 

@@ -52,5 +52,7 @@ def test_combiner_gadget_uses_the_whitening_message(loops8):
     plain = CoilCombiner(None, coil_models="loops_8ch")
     meta5 = {**meta, "SodiumCoils": 5}
     warning, out5 = list(plain.process(_volume(images[:5].astype(np.complex64), meta5)))
-    assert warning.client_text.startswith("WARNING: no coil model for 5 channels")
+    assert warning.client_text.startswith(
+        "WARNING: no coil file for this coil (5 channels; loops_8ch: 5 channels, the coil file's "
+    )
     assert read_meta(out5)["SodiumCombination"] == "adaptive"

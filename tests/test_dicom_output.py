@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from conftest import require_tool
+from conftest import delivered, require_tool
 from pydicom.uid import MRImageStorage
 from pynetdicom import AE, evt
 
@@ -40,8 +40,15 @@ def test_folder_delivery_is_atomic_and_complete(tiny, tmp_path):
         tiny, tmp_path / "rec", "sodium_preview", {"deliver": "folder", "folder": str(folder)}
     )
     assert not out.dicoms  # nothing streamed
-    files = sorted(folder.glob("*.dcm"))
-    assert len(files) == 40 and not list(folder.glob("*.partial"))
+    series = delivered(folder)
+    assert sorted(series) == [1, 2] and [len(f) for f in series.values()] == [20, 20]
+    assert not list(folder.rglob("*.partial"))
+    for files in series.values():  # FOLDER/<study UID>/series<NNN>_<series UID>/<NNNN>.dcm
+        first = pydicom.dcmread(files[0])
+        assert files[0].parent.parent.name == first.StudyInstanceUID
+        assert files[0].parent.name.endswith(f"_{first.SeriesInstanceUID}")
+        numbers = [int(pydicom.dcmread(f).InstanceNumber) for f in files]
+        assert [f.name for f in files] == [f"{n:04d}.dcm" for n in numbers]
 
 
 def test_cstore_to_dcmtk_storescp(tiny, tmp_path):
@@ -80,7 +87,7 @@ def test_cstore_to_dcmtk_storescp(tiny, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
-    sent = {pydicom.dcmread(p).SOPInstanceUID: p for p in folder.glob("*.dcm")}
+    sent = {pydicom.dcmread(p).SOPInstanceUID: p for p in folder.rglob("*.dcm")}
     got = {pydicom.dcmread(p).SOPInstanceUID: p for p in received.iterdir()}
     assert len(sent) == 40 and set(got) == set(sent)
     assert all(_same_content(sent[uid], got[uid]) for uid in sent)
@@ -112,7 +119,7 @@ def test_cstore_to_a_pynetdicom_server(tiny, tmp_path):
         recon_file(tiny, tmp_path / "rec", "sodium_preview", overrides)
     finally:
         server.shutdown()
-    sent = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in folder.glob("*.dcm")}
+    sent = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in folder.rglob("*.dcm")}
     assert len(stored) == 40
     for ds in stored:
         original = sent[ds.SOPInstanceUID]
@@ -132,7 +139,7 @@ def test_pacs_down_keeps_files_and_the_scan(tiny, tmp_path):
     out = recon_file(tiny, tmp_path / "rec", "sodium_preview", overrides)
     assert time.perf_counter() - t0 < 60
     assert out.images == 2  # the scan's other outputs are unaffected
-    assert len(list(folder.glob("*.dcm"))) == 40
+    assert len(list(folder.rglob("*.dcm"))) == 40
     assert out.texts and all("refused or did not answer" in t for t in out.texts)
 
 

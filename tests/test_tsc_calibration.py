@@ -12,7 +12,7 @@ import ismrmrd
 import numpy as np
 import pydicom
 import pytest
-from conftest import isocentre_volume, require_tool
+from conftest import delivered, isocentre_volume, require_tool
 from PIL import Image
 from pydicom.uid import MRImageStorage, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
@@ -31,7 +31,7 @@ from gadgets.core.output.dicom_series import (
 )
 from gadgets.dicom_output import DicomOutput
 from gadgets.runtime.client import read_raw
-from gadgets.runtime.header import HeaderError, parse_header
+from gadgets.runtime.header import HeaderError, parse_header, validate_header
 from gadgets.runtime.notice import Notice
 from gadgets.runtime.pacs import PacsTarget, c_store
 from gadgets.tsc_calibration import TscCalibration
@@ -141,7 +141,7 @@ def test_tube_positions_pair_tubes_by_place():
 
 def test_setup_refuses_what_it_cannot_work_with():
     with pytest.raises(HeaderError, match="sequenceParameters.TE"):
-        TscCalibration(_header(te_ms=()))
+        validate_header(_header(te_ms=()), TscCalibration.header_needs)
     for props, reason in (
         ({"tube_concentrations_mM": "30"}, "2 to 8 values"),
         ({"tube_concentrations_mM": "30,-60"}, "below the minimum 0"),
@@ -206,7 +206,8 @@ def test_quantitative_chain_returns_the_qa_picture(birdcage):
 def test_refused_calibration_still_returns_a_picture_flagged_failed(refused):
     sim, out, images = refused
     meta = read_meta(images[QA])
-    assert meta["CalibrationStatus"] == "FAILED" and "R^2" in meta["ImageComments"]
+    assert meta["CalibrationStatus"] == "FAILED"
+    assert meta["ImageComments"].startswith("calibration FAILED: found 0 tubes, expected 4")
     rgb = picture_rgb(images[QA])
     assert _red(rgb[:40]) > 300
     png = np.asarray(Image.open(out.path / "series050_0001.png").convert("RGB"))
@@ -231,11 +232,12 @@ def test_secondary_capture_round_trip_and_folder_delivery(birdcage, tmp_path):
     gadget = DicomOutput(parse_header(xml), deliver="folder", folder=str(folder))
     passed = list(gadget.process(images[QA]))
     assert passed == [images[QA]]
-    assert sorted(p.name for p in folder.iterdir()) == ["series050_0001.dcm", "series050_0001.png"]
-    png = np.asarray(Image.open(folder / "series050_0001.png").convert("RGB"))
+    (files,) = delivered(folder).values()
+    assert [p.name for p in files] == ["0001.dcm", "0001.png"]
+    png = np.asarray(Image.open(files[1]).convert("RGB"))
     assert np.array_equal(png, rgb)
     # the patient is named in the picture, and the file says so
-    assert pydicom.dcmread(folder / "series050_0001.dcm").BurnedInAnnotation == "YES"
+    assert pydicom.dcmread(files[0]).BurnedInAnnotation == "YES"
     assert pydicom.dcmread(path).BurnedInAnnotation == "NO"  # a picture without identity
 
 

@@ -12,7 +12,7 @@ from gadgets import GADGET_PACKAGES, __version__
 from gadgets.resources import chains_dir
 from gadgets.runtime.application import Application
 
-__all__ = ["application", "qa_png_hook", "recon_file", "send_file"]
+__all__ = ["application", "clean_delivery_folders", "qa_png_hook", "recon_file", "send_file"]
 
 
 def qa_png_hook(path: Path, data: bytes) -> list[Path]:
@@ -31,6 +31,25 @@ def qa_png_hook(path: Path, data: bytes) -> list[Path]:
     return [write_png(rgb, path.with_suffix(".png"))]
 
 
+def clean_delivery_folders(chains_dir: Path) -> list[Path]:
+    """Remove what interrupted deliveries left (partial files and series of processes no longer
+    running) in every ``folder`` the chains of ``chains_dir`` deliver DICOM to; at start-up."""
+    import xml.etree.ElementTree as ET
+
+    from gadgets.core.output.dicom_files import clean_partials
+
+    removed = []
+    for chain in sorted(chains_dir.glob("*.xml")):
+        try:
+            props = list(ET.parse(chain).getroot().iter("property"))
+        except (ET.ParseError, OSError):  # the server reports it when the chain is asked for
+            continue
+        for prop in props:
+            if prop.get("name") == "folder" and prop.get("value"):
+                removed += clean_partials(prop.get("value"))
+    return removed
+
+
 def application(chains: str | Path | None = None) -> Application:
     """The sodium-gadgets application; ``chains``: a site's own chains folder instead of the
     shipped one (``serve --chains``)."""
@@ -42,7 +61,13 @@ def application(chains: str | Path | None = None) -> Application:
         dicom_hooks=(qa_png_hook,),
     )
     if chains is not None:
-        app = dataclasses.replace(app, chains_dir=Path(chains).resolve())
+        folder = Path(chains).resolve()
+        if not any(folder.glob("*.xml")):
+            raise FileNotFoundError(
+                f"{folder}: no chain files (*.xml) there; sodium-gadgets chains --copy-to "
+                f"{folder} puts the shipped ones there to start from"
+            )
+        app = dataclasses.replace(app, chains_dir=folder)
     return app
 
 

@@ -9,7 +9,7 @@ Subcommands so far:
 * ``simulate``: write a simulated sodium scan (ISMRMRD raw data and its ground truth).
 * ``recon``, ``serve``, ``send``: run a chain on a file in-process, serve chains over the
   Gadgetron wire protocol, stream a file to a server.
-* ``coil-profile``: measure a one-channel coil's receive profile on a uniform phantom scan.
+* ``coil-profile``: measure a receive coil's profile on a uniform bottle scan.
 * ``demo``: all of it end to end (simulate, serve, send, check against the truth), see
   :mod:`gadgets.app.demo`.
 """
@@ -152,20 +152,53 @@ def cmd_recon(args: argparse.Namespace) -> int:
 def cmd_coil_profile(args: argparse.Namespace) -> int:
     from gadgets.app.coil_profile import measure_coil_profile
 
-    profile = measure_coil_profile(args.file, args.out, args.name, args.degree, args.description)
-    print(
-        f"{profile.name}: degree {args.degree}, fit RMS {100 * profile.fit_rms:.2f}% -> {args.out}"
+    profile = measure_coil_profile(
+        args.file, args.out, args.name, args.degree, args.description, args.chain
     )
-    print("list it in CoilCombiner.coil_models (chain or [protocol.set]) for this coil only")
+    if args.degree is not None:
+        print(f"{profile.name}: degree {args.degree}, fit RMS {100 * profile.fit_rms:.2f}%")
+    else:
+        inside = 100 * profile.valid.mean()
+        print(
+            f"{profile.name}: {profile.measured_with.describe()}; fit RMS "
+            f"{100 * profile.fit_rms:.2f}%; extension check ({profile.extend_mm:g} mm past the "
+            f"bottle's edge): RMS {100 * profile.extension_rms:.2f}%; valid over {inside:.0f}% "
+            "of its grid"
+        )
+    print(
+        f"-> {args.out}: put it in chains/coils/ (coil_models=auto finds it for this coil "
+        "only) or name it: --set coil_models=FILE.json"
+    )
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gadgets.app.application import application
-    from gadgets.runtime.server import ReconServer
+    from gadgets.app.application import application, clean_delivery_folders
+    from gadgets.runtime.policy import GIB, ServerPolicy, default_total_memory, parse_networks
+    from gadgets.runtime.server import ReconServer, raise_file_limit
 
     app = application(args.chains)
-    server = ReconServer(app, args.host, args.port)
+    policy = ServerPolicy(
+        allow_from=parse_networks(args.allow_from),
+        max_sessions=args.max_sessions,
+        max_connections=args.max_connections,
+        hello_timeout_s=args.hello_timeout,
+        idle_timeout_s=args.idle_timeout,
+        send_timeout_s=args.send_timeout,
+        max_scan_memory=int(args.max_scan_memory * GIB),
+        max_total_memory=(
+            int(args.max_total_memory * GIB) if args.max_total_memory else default_total_memory()
+        ),
+        queue_timeout_s=args.queue_timeout,
+        allow_client_chains=args.allow_client_chains,
+        client_locations=args.client_locations,
+    )
+    for path in clean_delivery_folders(app.chains_dir):
+        log.warning("removed %s, left by an interrupted delivery", path)
+    raise_file_limit(policy.max_connections + 64)
+    server = ReconServer(app, args.host, args.port, policy=policy)
+    nets = ", ".join(str(n) for n in policy.allow_from)
+    log.info("accepting clients from %s; at most %d sessions", nets, policy.max_sessions)
     print(f"{app.name} {app.version} serving on {args.host}:{server.port} (Ctrl-C stops)")
     try:
         server.serve_forever()
@@ -317,6 +350,8 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gadgets.runtime.policy import GIB, ServerPolicy
+
     parser = argparse.ArgumentParser(
         prog="sodium-gadgets",
         description="Sodium-23 MRI reconstruction to tissue sodium concentration (TSC) maps.",
@@ -386,18 +421,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "coil-profile",
-        help="measure a one-channel volume coil's receive profile from a uniform phantom scan",
-        description="Reconstruct a scan of a uniform phantom (a bottle of saline filling most "
-        "of the coil; the coil where it sits for patients) and fit a smooth receive profile to "
-        "its interior: a polynomial in patient coordinates, 1 at the isocentre. Written as a "
-        "coil file; list it in CoilCombiner.coil_models (in the chain, or in the protocol map "
-        "for the protocols that use this coil) and every image of the coil is divided by it. "
-        "Example: sodium-gadgets coil-profile raw/bottle.h5 --out chains/coils/birdcage_3T.json",
+        help="measure a receive coil's profile from a uniform bottle scan (any coil)",
+        description="Reconstruct a scan of a uniform bottle (saline filling the coil, the coil "
+        "where it sits for patients, the patients' sequence) through the patient chain's own "
+        "prewhitening, gridding and coil combination, and fit a smooth receive profile to its "
+        "interior (cubic B-splines on a 12 mm grid in patient coordinates). The coil file "
+        "records the coil (channels, coil labels, field) and where the profile holds (the "
+        "bottle, plus 10 mm checked by refitting without the bottle's outer shell). Put it in "
+        "chains/coils/ (coil_models=auto uses it for scans of this coil only) or name it with "
+        "--set coil_models=FILE.json. Example: sodium-gadgets coil-profile raw/bottle.h5 --out "
+        "chains/coils/head32.json (README: installing a new coil)",
     )
     p.add_argument("file", help="ISMRMRD raw data of the uniform phantom (.h5)")
     p.add_argument("--out", required=True, help="coil file to write (.json)")
     p.add_argument("--name", help="the coil's name (default: the file's stem)")
-    p.add_argument("--degree", type=int, default=2, help="polynomial degree (default: 2)")
+    p.add_argument(
+        "--chain",
+        default="sodium_tsc",
+        help="the patient chain whose coil combination is measured (default: sodium_tsc)",
+    )
+    p.add_argument(
+        "--degree",
+        type=int,
+        help="one-channel coils only: a polynomial of this degree instead of the spline grid",
+    )
     p.add_argument("--description", help="free text kept in the file")
     p.set_defaults(func=cmd_coil_profile)
 
@@ -410,6 +457,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9002, help="port (default 9002; 0 = any free)")
     p.add_argument("--chains", help="folder of chain files and protocols.toml")
+    p.add_argument(
+        "--allow-from",
+        default="127.0.0.0/8,::1",
+        metavar="ADDR[,CIDR...]",
+        help="client addresses served (default: this machine only); e.g. the scanner's "
+        "192.168.2.10 or 192.168.2.0/24",
+    )
+    policy = ServerPolicy()
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        default=policy.max_sessions,
+        help=f"scans at once (default {policy.max_sessions})",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=policy.max_connections,
+        help=f"connections at once, scans or not (default {policy.max_connections})",
+    )
+    p.add_argument(
+        "--hello-timeout",
+        type=float,
+        default=policy.hello_timeout_s,
+        help=f"s a new connection has to send its configuration ({policy.hello_timeout_s:g})",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=policy.idle_timeout_s,
+        help=f"s a scan's client may send nothing ({policy.idle_timeout_s:g})",
+    )
+    p.add_argument(
+        "--send-timeout",
+        type=float,
+        default=policy.send_timeout_s,
+        help=f"s a client may read nothing ({policy.send_timeout_s:g})",
+    )
+    p.add_argument(
+        "--max-scan-memory",
+        type=float,
+        default=policy.max_scan_memory / GIB,
+        help=f"GB one scan may take (default {policy.max_scan_memory / GIB:g})",
+    )
+    p.add_argument(
+        "--max-total-memory",
+        type=float,
+        default=0.0,
+        help="GB all scans together may take (default: 3/4 of the machine's memory)",
+    )
+    p.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=policy.queue_timeout_s,
+        help="s a scan waits for memory held by others before it is refused "
+        f"({policy.queue_timeout_s:g})",
+    )
+    p.add_argument(
+        "--allow-client-chains",
+        action="store_true",
+        help="run chains that clients send as text (default: the chains folder's only)",
+    )
+    p.add_argument(
+        "--client-locations",
+        action="store_true",
+        help="let clients set properties that name server paths or hosts (folders, PACS)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -496,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (| head): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, FileNotFoundError, ConnectionError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, ConnectionError) as exc:
         log.error("%s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,8 @@ class ServerProcessError(RuntimeError):
 
 class ServerProcess:
     """``sodium-gadgets serve`` in a child process on a free port (``--port 0``): the same code
-    path a site runs. The port is read from the line the server prints when it listens.
+    path a site runs. The port is read from the line the server prints when it listens;
+    ``serve_args`` are further ``serve`` options (``--chains``, the policy's).
 
     Use as a context manager, or :meth:`start` / :meth:`stop`. ``stop`` interrupts it (SIGINT,
     as Ctrl-C) and waits; ``peak_rss_mb`` is its peak resident memory (``VmHWM``), read just
@@ -38,8 +39,10 @@ class ServerProcess:
         startup_timeout_s: float = 120.0,
         python_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        serve_args: tuple[str, ...] = (),
     ) -> None:
         self.host = host
+        self.serve_args = serve_args
         self.log_path = Path(log_path) if log_path else None
         self.verbose = verbose
         self.startup_timeout_s = startup_timeout_s
@@ -68,6 +71,7 @@ class ServerProcess:
     def start(self) -> None:
         cmd = [sys.executable, "-u", *self.python_args, "-m", "gadgets.app.cli"]
         cmd += ["-v"] * self.verbose + ["serve", "--host", self.host, "--port", "0"]
+        cmd += list(self.serve_args)
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.log_path, "w")  # closed in stop()

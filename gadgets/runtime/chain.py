@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gadgets.runtime.context import StepContext
 from gadgets.runtime.gadget import Gadget, PropertyError
+from gadgets.runtime.header import HeaderError, validate_header
 
 __all__ = [
     "ChainError",
     "ChainSpec",
     "StepSpec",
     "check_modules",
+    "location_properties",
     "import_target",
     "instantiate",
     "load_chain",
@@ -68,14 +71,22 @@ class ChainSpec:
 def resolve_chain(name_or_path: str | Path, chains_dir: Path) -> Path:
     """A chain file from a path, or a name in ``chains_dir`` with or without ``.xml``."""
     path = Path(name_or_path)
-    if path.exists():
+    if _is_file(path):
         return path
     name = path.name if path.suffix == ".xml" else f"{path.name}.xml"
     candidate = chains_dir / name
-    if path.parent == Path(".") and candidate.exists():
+    if path.parent == Path(".") and _is_file(candidate):
         return candidate
     known = ", ".join(sorted(p.stem for p in chains_dir.glob("*.xml")))
-    raise ChainError(f"unknown chain {str(name_or_path)!r} (chains in {chains_dir}: {known})")
+    shown = repr(str(name_or_path)[:80]) + ("..." if len(str(name_or_path)) > 80 else "")
+    raise ChainError(f"unknown chain {shown} (chains in {chains_dir}: {known})")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL
+        return False
 
 
 def parse_chain(xml: str, name: str = "<text>") -> ChainSpec:
@@ -177,6 +188,9 @@ def instantiate(
     overrides = dict(overrides or {})
     used: set[str] = set()
     steps: list[tuple[str, Gadget]] = []
+    classes = []
+    if allowed_modules is not None:
+        check_modules(spec, allowed_modules)
     for step in spec.steps:
         if step.cpp:
             raise ChainError(
@@ -185,9 +199,13 @@ def instantiate(
                 "runtime runs <external> Python steps"
             )
         where = f"chain {spec.name}: step {step.name!r}"
-        if allowed_modules is not None:
-            check_modules(spec, allowed_modules)
-        cls = import_target(step.module, step.target, where)
+        classes.append(import_target(step.module, step.target, where))
+    if header is not None:  # one check of the header for the whole chain, before any step
+        try:
+            validate_header(header, {need for cls in classes for need in cls.header_needs})
+        except HeaderError as exc:
+            raise HeaderError(f"chain {spec.name}: {exc}") from exc
+    for step, cls in zip(spec.steps, classes, strict=True):
         values = dict(step.properties)
         for key, value in overrides.items():
             if key in cls.properties or cls.forwards_properties:
@@ -196,6 +214,8 @@ def instantiate(
         ctx = dataclasses.replace(base, chain=spec.name, step=step.name, resource_dirs=dirs)
         try:
             steps.append((step.name, cls(header, ctx, **values)))
+        except HeaderError:
+            raise
         except (PropertyError, ValueError, AttributeError, TypeError) as exc:
             # a bad setting, or a header without what the step needs
             raise ChainError(f"chain {spec.name}: step {step.name!r}: {exc}") from exc
@@ -218,6 +238,46 @@ def check_modules(spec: ChainSpec, allowed_modules: tuple[str, ...]) -> None:
                 f"chain {spec.name}: step {step.name!r}: module {step.module!r} is not allowed "
                 "on this server"
             )
+
+
+def location_properties(
+    spec: ChainSpec,
+    overrides: dict[str, str],
+    in_chain_text: bool = False,
+    packages: tuple[str, ...] = (),
+) -> list[str]:
+    """``step.property`` of every property that names a place on the server
+    (``Property.location``) set by ``overrides`` -- and, with ``in_chain_text``, by the chain's
+    own text (a chain sent by a client). For a step that forwards its properties to other
+    chains (``Gadget.forwards_properties``), a name counts if any gadget of ``packages``
+    declares it a location."""
+    found = []
+    for step in spec.steps:
+        if step.cpp:
+            continue
+        cls = import_target(step.module, step.target, f"chain {spec.name}: step {step.name!r}")
+        values = {**(step.properties if in_chain_text else {}), **overrides}
+        declaring = _gadget_classes(packages) if cls.forwards_properties else (cls,)
+        for name in sorted(values):
+            props = (c.properties.get(name) for c in declaring)
+            if any(p is not None and p.names_location(str(values[name])) for p in props):
+                found.append(f"{step.name}.{name}")
+    return found
+
+
+def _gadget_classes(packages: tuple[str, ...]) -> list[type[Gadget]]:
+    """Every gadget class of the top-level modules of ``packages``, and any imported."""
+    for package in packages:
+        pkg = importlib.import_module(package)
+        for info in pkgutil.iter_modules(getattr(pkg, "__path__", [])):
+            if not info.ispkg:
+                importlib.import_module(f"{package}.{info.name}")
+    found, todo = [], [Gadget]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo += cls.__subclasses__()
+    return found
 
 
 def import_target(module: str, target: str, where: str) -> type[Gadget]:

@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 import ismrmrd
 
 from gadgets.runtime.context import StepContext
-from gadgets.runtime.header import parse_header
+from gadgets.runtime.header import parse_header, validate_header
 from gadgets.runtime.notice import Notice
 from gadgets.runtime.protocol import Close, MessageReader, MessageWriter, ProtocolError
 
@@ -66,6 +66,7 @@ def serve_gadgetron_connection(cls: type, connection) -> None:
         header_xml = header_xml.decode("utf-8") if isinstance(header_xml, bytes) else header_xml
         context = StepContext(step=name, host="gadgetron", client_takes=frozenset())
         header = parse_header(header_xml.rstrip("\0"))
+        validate_header(header, cls.header_needs)
         gadget = cls(header, context, **properties_from_config(connection.config))
         notices: list[Notice] = []
         while True:

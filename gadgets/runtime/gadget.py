@@ -94,12 +94,22 @@ class Property:
     high: float | None = None
     length: tuple[int, int] | None = None  # lists: fewest and most elements
     #: the value names a place on the server (a path, a host, a port): set by the site's
-    #: administrator, not by a client (:mod:`gadgets.runtime.server` can lock it)
-    location: bool = False
+    #: administrator, not by a client (:mod:`gadgets.runtime.server` can lock it). ``"paths"``:
+    #: only a value that is a path (``/``, ``\\``, ``~`` or a leading ``.``), not a bare name
+    #: looked up in the server's own folders
+    location: bool | str = False
 
     def __post_init__(self) -> None:
         if self.type not in _PARSERS:
             raise TypeError(f"unsupported property type {self.type!r}")
+        if self.location not in (True, False, "paths"):
+            raise TypeError(f"location is True, False or 'paths', not {self.location!r}")
+
+    def names_location(self, text: str) -> bool:
+        """Whether ``text``, as this property's value, names a place on the server."""
+        if self.location == "paths":
+            return any(c in text for c in "/\\~") or text.lstrip().startswith(".")
+        return bool(self.location)
 
     @property
     def required(self) -> bool:
@@ -147,6 +157,9 @@ class Gadget:
     #: a step that runs other steps (e.g. a whole chain): properties it does not declare are
     #: kept, unparsed, in ``self.forwarded`` for those steps, instead of being refused
     forwards_properties: ClassVar[bool] = False
+    #: what the step needs of the ISMRMRD header (names of :data:`~.header.NEEDS`), checked
+    #: once for the whole chain before any step is built
+    header_needs: ClassVar[tuple[str, ...]] = ()
     context: StepContext
 
     def __init__(
@@ -177,7 +190,14 @@ class Gadget:
 
     def setup(self) -> None:
         """Prepare for the stream, from ``self.header`` and the properties (override this,
-        not ``__init__``: a real Gadgetron constructs gadgets without arguments)."""
+        not ``__init__``: a real Gadgetron constructs gadgets without arguments). Nothing large
+        is allocated here: :meth:`memory_bytes` is checked first."""
+
+    def memory_bytes(self) -> int:
+        """What the step will hold at most for this scan (bytes), from the header and its
+        properties: the server refuses a scan whose steps together need more than its budget,
+        before anything is allocated."""
+        return 0
 
     def process(self, item: Any) -> Iterator[Any] | Iterable[Any]:
         yield item

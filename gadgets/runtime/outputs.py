@@ -1,9 +1,10 @@
-"""Where returned items go: an output folder holding ``images.h5`` (ISMRMRD images, one group
-per series) and DICOM files. Files appear under their final names only when complete
-(temporary name, then rename), so a crash or a cut connection never leaves a half-written file
-that looks finished. Each DICOM file written is handed to the application's hooks
-(:attr:`gadgets.runtime.application.Application.dicom_hooks`), which may write more files
-beside it (sodium-gadgets: a PNG of a QA picture)."""
+"""Where returned items go: an output folder holding ``images.h5`` (ISMRMRD images, one group per
+series) and DICOM files. Files appear under their final names only when complete (temporary name,
+then a hard link to the final name), so a crash or a cut connection never leaves a half-written file
+that looks finished, and a file already there (an earlier run into the same folder) is never
+replaced: writing it again is an error naming it. Each DICOM file written is handed to the
+application's hooks (:attr:`gadgets.runtime.application.Application.dicom_hooks`), which may write
+more files beside it (sodium-gadgets: a PNG of a QA picture)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ class OutputFolder:
     def __init__(self, path: str | Path, dicom_hooks: tuple[FileHook, ...] = ()) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        if (self.path / "images.h5").exists():  # said before the scan, not after it
+            raise FileExistsError(
+                f"{self.path / 'images.h5'} exists (from an earlier run?): write into a new "
+                "output folder"
+            )
         self.dicom_hooks = dicom_hooks
         self._images: ismrmrd.Dataset | None = None
         self._images_tmp = self.path / ".images.h5.partial"
@@ -48,12 +54,20 @@ class OutputFolder:
             self.images += 1
         elif isinstance(item, DicomFile):
             name = Path(item.filename).name or f"image_{len(self.dicoms):04d}.dcm"
-            fd, tmp = tempfile.mkstemp(dir=self.path, suffix=".partial")
-            with os.fdopen(fd, "wb") as f:
-                f.write(item.data)
-            os.replace(tmp, self.path / name)
-            self.dicoms.append(self.path / name)
-            self._run_hooks(self.path / name, item.data)
+            final = self.path / name
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".partial")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(item.data)
+                os.link(tmp, final)  # fails if the name is taken: never over a file
+            except FileExistsError:
+                raise FileExistsError(
+                    f"{final} exists (from an earlier run?): write into a new output folder"
+                ) from None
+            finally:
+                os.unlink(tmp)
+            self.dicoms.append(final)
+            self._run_hooks(final, item.data)
         elif isinstance(item, Notice):
             self.texts.append(item.client_text)
         elif isinstance(item, str):
@@ -73,4 +87,7 @@ class OutputFolder:
         if self._images is not None:
             self._images.close()
             self._images = None
-            os.replace(self._images_tmp, self.path / "images.h5")
+            final = self.path / "images.h5"
+            if final.exists():
+                raise FileExistsError(f"{final} exists (from an earlier run?): not replaced")
+            os.replace(self._images_tmp, final)

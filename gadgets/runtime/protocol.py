@@ -82,11 +82,15 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """Largest message parts accepted (bytes)."""
+    """Largest message parts accepted (bytes), and what an acquisition may hold: at most
+    ``samples`` samples, and exactly ``channels`` channels once the header has said how many
+    (None: any). Each is checked from the message's own header, before its payload is read."""
 
     text: int = 16 << 20  # config, header, text, query, error strings
     item: int = 1 << 30  # one acquisition, image or waveform payload
     dicom: int = 256 << 20
+    samples: int = 1 << 16
+    channels: int | None = None
 
 
 # message payloads other than ISMRMRD items
@@ -200,8 +204,9 @@ class MessageReader:
     def read(self) -> Message:
         """The next message."""
         mid = self.read_id()
-        if mid == MessageId.FILENAME:
-            return ConfigFile(_decode(self._exact(FILENAME_BYTES, "a config file name")))
+        if mid == MessageId.FILENAME:  # a C string in a fixed field: up to its first NUL
+            raw = self._exact(FILENAME_BYTES, "a config file name").split(b"\0", 1)[0]
+            return ConfigFile(_decode(raw))
         if mid == MessageId.CONFIG:
             return ConfigText(self._string(_U32, "a chain configuration"))
         if mid == MessageId.HEADER:
@@ -247,6 +252,17 @@ class MessageReader:
     def _acquisition(self) -> ismrmrd.Acquisition:
         raw = self._exact(_ACQ_HEADER, "an acquisition header")
         h = ismrmrd.AcquisitionHeader.from_buffer_copy(raw)
+        channels = self.limits.channels
+        if channels is not None and h.active_channels != channels:
+            raise ProtocolError(
+                f"acquisition {h.scan_counter} has {h.active_channels} channels, the header "
+                f"{channels} (acquisitionSystemInformation.receiverChannels)"
+            )
+        if h.number_of_samples > self.limits.samples:
+            raise ProtocolError(
+                f"acquisition {h.scan_counter} has {h.number_of_samples} samples, more than "
+                f"{self.limits.samples}"
+            )
         size = h.number_of_samples * (h.trajectory_dimensions * 4 + h.active_channels * 8)
         return self._item(raw, size, "an acquisition", ismrmrd.Acquisition.deserialize_from)
 

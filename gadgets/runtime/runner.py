@@ -82,6 +82,11 @@ class ChainRunner:
         log.exception("step %s failed%s", name, when)
         return StepError(name, f"{type(exc).__name__}: {exc}")
 
+    def memory_bytes(self) -> int:
+        """What the chain's steps will hold at most (bytes): their
+        :meth:`~gadgets.runtime.gadget.Gadget.memory_bytes`, summed."""
+        return sum(int(step.memory_bytes()) for _, step in self.steps)
+
     def push(self, item: Any) -> list[Any]:
         """Outputs of the last step for one input item."""
         self.items_in += 1

@@ -13,13 +13,13 @@ holding the volume fraction of every tissue. Voxels the shape boundary crosses a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numba as nb
 import numpy as np
 from scipy.special import j1
 
-from gadgets.simulator.tissues import Tissue, tissue, tube_tissue
+from gadgets.simulator.tissues import Relaxation, Tissue, tissue, tube_tissue
 
 __all__ = [
     "ROI",
@@ -202,11 +202,19 @@ class ROI:
 
 @dataclass(frozen=True)
 class Tube:
+    """A calibration tube: concentration, centre (patient mm), inner radius and length, axis,
+    material class and, optionally, its own relaxation (``t1_ms``, ``t2s_ms``, ``fractions``:
+    the holder's medium as measured, instead of the class's default)."""
+
     tsc_mM: float
     centre_mm: tuple[float, float, float]
     radius_mm: float = 10.0
     length_mm: float = 50.0
     tube_class: str = "saline"
+    axis: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    t1_ms: float | None = None
+    t2s_ms: tuple[float, ...] | None = None
+    fractions: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -274,11 +282,17 @@ def default_tubes(
     return tubes
 
 
-def brain_phantom(field_T: float, tubes: list[Tube], head: bool = True) -> Phantom:
+def brain_phantom(
+    field_T: float, tubes: list[Tube], head: bool = True, eyes: dict | None = None
+) -> Phantom:
     """The digital head with tubes. Tissue layout (LPS mm), painted in this order: scalp,
     skull, subarachnoid CSF, grey matter, white matter, deep grey nuclei, lateral ventricles,
     oedema with a tumour inside (left frontal, superior: flips are detectable), eyes; then the
-    calibration tubes (cylinders along z)."""
+    calibration tubes (cylinders, along z unless given an axis). ``eyes``: ``centre_mm`` (of the
+    left eye, +x; the right one mirrored) and ``radius_mm``, instead of (32, -76, -30) and 12."""
+    eyes = eyes or {}
+    ex, ey, ez = (float(v) for v in eyes.get("centre_mm", (32.0, -76.0, -30.0)))
+    er = float(eyes.get("radius_mm", 12.0))
 
     def t(name: str) -> Tissue:
         return tissue(name, field_T)
@@ -298,22 +312,28 @@ def brain_phantom(field_T: float, tubes: list[Tube], head: bool = True) -> Phant
             (Ellipsoid((-13, 2, 14), (8, 26, 11)), t("csf")),
             (Ellipsoid((30, -22, 28), (18, 18, 18)), t("edema")),
             (Ellipsoid((30, -22, 28), (11, 11, 11)), t("tumour")),
-            (Ellipsoid((32, -76, -30), (12, 12, 12)), t("vitreous")),
-            (Ellipsoid((-32, -76, -30), (12, 12, 12)), t("vitreous")),
+            (Ellipsoid((ex, ey, ez), (er, er, er)), t("vitreous")),
+            (Ellipsoid((-ex, ey, ez), (er, er, er)), t("vitreous")),
         ]
         rois += [
             ROI("white_matter", (-34, 24, 24), 5.0, t("white_matter").tsc_mM),
             ROI("grey_matter", (-11, 6, -2), 4.0, t("grey_matter").tsc_mM),
             ROI("csf", (-13, 2, 14), 3.0, t("csf").tsc_mM),
             ROI("tumour", (30, -22, 28), 5.0, t("tumour").tsc_mM),
-            ROI("vitreous", (-32, -76, -30), 6.0, t("vitreous").tsc_mM),
+            ROI("vitreous", (-ex, ey, ez), er / 2, t("vitreous").tsc_mM),
         ]
     for i, tube in enumerate(tubes):
-        layers.append(
-            (
-                Cylinder(tube.centre_mm, tube.radius_mm, tube.length_mm),
-                tube_tissue(i, tube.tsc_mM, tube.tube_class, field_T),
+        medium = tube_tissue(i, tube.tsc_mM, tube.tube_class, field_T)
+        if tube.t1_ms is not None or tube.t2s_ms is not None:
+            own = medium.relaxation
+            medium = replace(
+                medium,
+                relaxation=Relaxation(
+                    tube.t1_ms if tube.t1_ms is not None else own.t1_ms,
+                    tuple(tube.t2s_ms) if tube.t2s_ms is not None else own.t2s_ms,
+                    tuple(tube.fractions) if tube.fractions is not None else own.fractions,
+                ),
             )
-        )
+        layers.append((Cylinder(tube.centre_mm, tube.radius_mm, tube.length_mm, tube.axis), medium))
         rois.append(ROI(f"tube{i}", tube.centre_mm, max(tube.radius_mm - 4.0, 2.0), tube.tsc_mM))
     return Phantom(layers, rois, (0.0, -70.0, -5.0) if head else None, list(tubes))

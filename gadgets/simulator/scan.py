@@ -35,7 +35,7 @@ from gadgets.core.numerics.trajectory import TrajectoryDescription
 from gadgets.resources import scans_dir
 from gadgets.simulator.field import b0_map_hz, larmor_hz
 from gadgets.simulator.head import Grid, Phantom, Tube, brain_phantom, default_tubes
-from gadgets.simulator.receive_coils import noise_covariance, sensitivities
+from gadgets.simulator.receive_coils import CoilSpec, noise_covariance, sensitivities
 from gadgets.simulator.signal import OBJECT_SIGMA, simulate_kspace
 
 __all__ = ["TICK_S", "fine_matrix", "ScanDescription", "simulate"]
@@ -70,6 +70,11 @@ class ScanDescription:
     geometry: dict = field(default_factory=dict)
     write_notraj: bool = False
     description: str = ""
+    eyes: dict = field(default_factory=dict)
+    noise_seed: int | None = None
+    #: how the scanning site reconstructs it (benchmarks/accuracy.py): ``bottle``, the scan
+    #: its coil file is measured from; ``set``, the protocol's chain settings
+    site: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> ScanDescription:
@@ -116,20 +121,34 @@ class ScanDescription:
     def tube_list(self) -> list[Tube]:
         t = self.tubes
         if "list" in t:
-            return [
-                Tube(
-                    float(e["tsc_mM"]),
-                    tuple(e["centre_mm"]),
-                    float(e.get("radius_mm", 10.0)),
-                    float(e.get("length_mm", 50.0)),
-                    e.get("class", "saline"),
+            known = {"tsc_mM", "centre_mm", "radius_mm", "length_mm", "class", "axis"}
+            known |= {"t1_ms", "t2s_ms", "fractions"}
+            tubes = []
+            for e in t["list"]:
+                unknown = set(e) - known
+                if unknown:
+                    raise ValueError(f"{self.name}: tube keys {sorted(unknown)} unknown")
+                tubes.append(
+                    Tube(
+                        float(e["tsc_mM"]),
+                        tuple(e["centre_mm"]),
+                        float(e.get("radius_mm", 10.0)),
+                        float(e.get("length_mm", 50.0)),
+                        e.get("class", "saline"),
+                        tuple(float(v) for v in e.get("axis", (0.0, 0.0, 1.0))),
+                        e.get("t1_ms"),
+                        tuple(e["t2s_ms"]) if "t2s_ms" in e else None,
+                        tuple(e["fractions"]) if "fractions" in e else None,
+                    )
                 )
-                for e in t["list"]
-            ]
+            return tubes
         return default_tubes(list(t.get("concentrations_mM", [])), t.get("class", "saline"))
 
+    def coil_spec(self) -> CoilSpec:
+        return CoilSpec.from_dict(self.coil)
+
     def phantom(self) -> Phantom:
-        return brain_phantom(self.field_T, self.tube_list(), head=self.head)
+        return brain_phantom(self.field_T, self.tube_list(), head=self.head, eyes=self.eyes)
 
 
 def fine_matrix(desc: ScanDescription) -> int:
@@ -157,7 +176,8 @@ def _compartments(phantom: Phantom, fractions, desc: ScanDescription):
     return np.stack([by_t2[t] for t in sorted(by_t2)]), t2s * 1e-3
 
 
-def _header(desc: ScanDescription, traj: TrajectoryDescription, nch: int) -> str:
+def _header(desc: ScanDescription, traj: TrajectoryDescription, coil: CoilSpec) -> str:
+    nch = coil.channels
     space = X.encodingSpaceType(
         matrixSize=X.matrixSizeType(x=desc.matrix, y=desc.matrix, z=desc.matrix),
         fieldOfView_mm=X.fieldOfViewMm(x=desc.fov_mm, y=desc.fov_mm, z=desc.fov_mm),
@@ -218,7 +238,10 @@ def _header(desc: ScanDescription, traj: TrajectoryDescription, nch: int) -> str
             systemFieldStrength_T=desc.field_T,
             relativeReceiverNoiseBandwidth=0.793,
             receiverChannels=nch,
-            coilLabel=[X.coilLabelType(coilNumber=c, coilName=f"Na{c:02d}") for c in range(nch)],
+            coilLabel=[
+                X.coilLabelType(coilNumber=c, coilName=label)
+                for c, label in enumerate(coil.labels())
+            ],
         ),
         experimentalConditions=X.experimentalConditionsType(
             H1resonanceFrequency_Hz=int(round(larmor_hz(desc.field_T)))
@@ -277,8 +300,13 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
     t_start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    streams = np.random.SeedSequence(desc.seed).spawn(3)
-    rng_coil, rng_cov, rng_noise = (np.random.default_rng(s) for s in streams)
+    coil = desc.coil_spec()
+    # cable phases and noise coupling belong to the coil, not to the scan: every scan of one
+    # coil (its bottle, its patients) has the same ones, as on a scanner
+    rng_coil, rng_cov = (np.random.default_rng(s) for s in coil.hardware_seeds())
+    rng_noise = np.random.default_rng(np.random.SeedSequence(desc.seed).spawn(3)[2])
+    if desc.noise_seed is not None:  # the same scan, another noise realisation
+        rng_noise = np.random.default_rng([desc.seed, desc.noise_seed])
 
     tdesc = desc.trajectory_description()
     traj = tdesc.trajectory()  # (P, S, 3)
@@ -299,10 +327,10 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
     del fractions
     points = fine.points()
     b0_fine = b0_map_hz(points, desc.field_T, phantom.sinus_mm, desc.b0_scale)
-    kind, nch = desc.coil["kind"], int(desc.coil.get("channels", 1))
+    nch = coil.channels
     wm = next((r for r in phantom.rois if r.name == "white_matter"), phantom.rois[0])
     all_points = np.concatenate([points.reshape(-1, 3), np.asarray([wm.centre_mm])])
-    coil_all = sensitivities(kind, nch, all_points, rng_coil)
+    coil_all = sensitivities(coil, all_points, rng_coil)
     coils_fine = coil_all[:, :-1].reshape((nch,) + fine.shape)
     s_wm = coil_all[:, -1].astype(np.complex128)
     del points, all_points, coil_all
@@ -331,7 +359,7 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
 
     # noise: sigma set so that white matter has the requested SNR in an optimal (Roemer)
     # combination of the density-compensated echo-1 image
-    psi = noise_covariance(kind, nch, rng_cov)
+    psi = noise_covariance(coil, rng_cov)
     chol = np.linalg.cholesky(psi)
     # white matter, or the first tube when there is no head: its image amplitude at echo 1
     names = ("white_matter", "tube0_")
@@ -351,7 +379,7 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
     noise_scans = noise_scans.reshape(nch, desc.noise_readouts, nsamp)
 
     # raw files
-    xml = _header(desc, tdesc, nch)
+    xml = _header(desc, tdesc, coil)
     geometry = {
         "position": recon.position_mm,
         "read_dir": recon.dirs[0],
@@ -424,7 +452,7 @@ def simulate(desc: ScanDescription, out_dir: str | Path, nthreads: int | None = 
         "tr_ms": desc.tr_ms,
         "flip_deg": desc.flip_deg,
         "geometry": {k: list(v) for k, v in geometry.items()},
-        "coil": {"kind": kind, "channels": nch},
+        "coil": {"kind": coil.kind, "channels": nch, "name": coil.coil_name},
         "noise": {
             "sigma_per_sample": float(sigma),
             "covariance": {"real": psi.real.tolist(), "imag": psi.imag.tolist()},

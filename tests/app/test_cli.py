@@ -53,11 +53,21 @@ def test_phantom_command_reconstructs_the_truth(tmp_path, capsys):
     assert "ROI centre" in capsys.readouterr().out
 
 
-def test_bad_arguments_give_a_clear_error(tmp_path, capsys):
+def test_bad_arguments_give_a_clear_error(tmp_path, capsys, tiny):
     assert main(["phantom", "--p", "0", "--matrix", "16", "--out", str(tmp_path)]) == 2
     assert "p must be in (0, 1]" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["phantom", "SPIRAL"])
+    # a site chains folder that is not one: refused before anything listens
+    assert main(["serve", "--port", "0", "--chains", str(tmp_path / "nowhere")]) == 2
+    assert "no chain files (*.xml) there" in capsys.readouterr().err
+    # results are never written over an earlier run's, and that is said before the scan
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "images.h5").write_bytes(b"earlier")
+    capsys.readouterr()
+    assert main(["recon", str(tiny), "--out", str(tmp_path / "rec")]) == 2
+    assert "images.h5 exists (from an earlier run?)" in capsys.readouterr().err
+    assert (tmp_path / "rec" / "images.h5").read_bytes() == b"earlier"
 
 
 def test_console_script_is_installed():

@@ -2,13 +2,13 @@
 a simulated bottle through the command line), its coil file, and its use in coil combination."""
 
 import dataclasses
-import json
 
 import numpy as np
 
 from gadgets.app.cli import main
-from gadgets.core.receive.receive_profile import ReceiveProfile
-from gadgets.simulator.receive_coils import sensitivities
+from gadgets.core.receive.coil_file import read_coil_file
+from gadgets.core.receive.coil_identity import CoilIdentity
+from gadgets.simulator.receive_coils import CoilSpec, sensitivities
 from gadgets.simulator.scan import ScanDescription, simulate
 
 # where it matters: the tubes of the simulated heads, mid-brain, the eyes
@@ -25,6 +25,8 @@ def test_coil_profile_command_measures_the_simulated_birdcage(tmp_path, capsys):
     out = tmp_path / "cage.json"
     assert main(["coil-profile", str(tmp_path / f"{desc.name}.h5"), "--out", str(out)]) == 0
     assert "fit RMS" in capsys.readouterr().out
-    profile = ReceiveProfile.from_dict(json.loads(out.read_text()), str(out))
-    truth = np.abs(sensitivities("birdcage", 1, POINTS, np.random.default_rng(0))[0])
-    np.testing.assert_allclose(profile(POINTS), truth / truth[2], rtol=0.01)
+    profile = read_coil_file(out)
+    assert profile.measured_with == CoilIdentity(1, ("SIM-birdcage1:00",), 3.0)
+    truth = np.abs(sensitivities(CoilSpec("birdcage", 1), POINTS, np.random.default_rng(0))[0])
+    ratio = profile(POINTS) / truth
+    np.testing.assert_allclose(ratio / ratio[2], 1.0, atol=0.01)

@@ -1,7 +1,9 @@
 import socket
 import struct
 import threading
+import time
 
+import ismrmrd
 import numpy as np
 import pytest
 from conftest import chain_xml, external_step, image_arrays
@@ -120,12 +122,21 @@ def test_bad_input_gets_a_clear_error_and_the_server_serves_on(tiny, server, tmp
             _frames(("config_file", "/etc/passwd"), ("header", header_xml)),
             "not by a path",
         ),
-        "foreign module": (
+        "a name too long for a file": (
+            _frames(("config_file", "a" * 1000), ("header", header_xml)),
+            "is not a chain name",
+        ),
+        "no CLOSE (the client half-closed)": (
+            good + _frames(("item", acq)),
+            "the stream ended before its CLOSE (message 4): nothing was reconstructed",
+        ),
+        "no readouts": (good + _frames(("close",)), "no imaging readouts arrived"),
+        "a client's chain": (
             _frames(
                 ("config_text", chain_xml(external_step("chain_gadgets", "Scale"))),
                 ("header", header_xml),
             ),
-            "not allowed on this server",
+            "runs its own chains only",
         ),
     }
     for name, (payload, expected) in cases.items():
@@ -166,3 +177,26 @@ def test_send_reports_server_errors(tiny, server, tmp_path, capsys):
     )
     assert "ERROR: unknown chain" in capsys.readouterr().err
     assert main(["send", str(tiny), "--port", str(server.port), "--out", str(tmp_path / "ok")]) == 0
+
+
+def test_bytes_after_the_close_do_not_cost_the_client_its_answer(tiny, server, caplog):
+    """The server reads and ignores what follows a CLOSE, so closing does not reset the
+    connection under the client (it would lose the images still in flight and our CLOSE)."""
+    header_xml, acqs = read_raw(tiny)
+    stream = _frames(
+        ("config_file", "sodium_preview"),
+        ("header", header_xml),
+        *(("item", a) for a in acqs),
+        ("close",),
+    )
+    plain = _raw_session(server.port, stream)
+    with caplog.at_level("WARNING", logger="gadgets.runtime.server"):
+        got = _raw_session(server.port, stream + b"\x00" * 60_000)
+        for _ in range(50):  # logged once the client has closed its side
+            if "60000 bytes after the CLOSE were ignored" in caplog.text:
+                break
+            time.sleep(0.1)
+    assert isinstance(got[-1], Close)
+    images = [m for m in got if isinstance(m, ismrmrd.Image)]
+    assert len(images) == sum(isinstance(m, ismrmrd.Image) for m in plain) > 0
+    assert "60000 bytes after the CLOSE were ignored" in caplog.text

@@ -195,7 +195,7 @@ def test_headers_pass_the_ismrmrd_cpp_library(tmp_path, tiny):
     test_xml, info = require_tool("ismrmrd_test_xml"), require_tool("ismrmrd_info")
     for path in sorted(scans_dir().glob("*.json")):
         desc = ScanDescription.load(path)
-        xml = _header(desc, desc.trajectory_description(), int(desc.coil.get("channels", 1)))
+        xml = _header(desc, desc.trajectory_description(), desc.coil_spec())
         assert "<version>" not in xml
         (tmp_path / "h.xml").write_text(xml)
         done = subprocess.run([test_xml, "h.xml"], cwd=tmp_path, capture_output=True, text=True)

@@ -7,7 +7,12 @@ paired with their concentrations, and the line ``S = a C + b`` fitted through th
 3. :func:`~.tube_fit.measure_tube`: each tube's template amplitude (:mod:`.tube_templates`);
 4. pairing: by position when given, else by signal rank (:func:`~.linear_fit.match_tubes`);
 5. :func:`~.linear_fit.fit_line`, refused below ``min_r2`` or with a slope that is not positive
-   (tubes in the wrong order fit a falling line perfectly).
+   (tubes in the wrong order fit a falling line perfectly);
+6. refused when pairing by rank is not safe: two tubes whose signals differ by less than half
+   of what the fit expects from their concentrations could be swapped by noise or by a receive
+   profile error, and a swap that still fits a line is silent;
+7. refused when a paired tube lies outside where the receive profile holds (``valid``: the
+   coil file's bottle, from the coil combination), since its signal there is uncorrected.
 
 A calibration that cannot be made raises nothing: the result says why (``failure``), and the
 gadget returns the uncalibrated image with that reason. Only :class:`~.errors.CalibrationError`
@@ -41,6 +46,9 @@ class TubeSetup:
     radius_mm: float = 10.0
     positions_mm: tuple[np.ndarray, ...] | None = None
     min_r2: float = 0.99
+    axis: np.ndarray | None = None  # the tubes' direction, volume axes (None: from the image)
+    length_mm: float = 0.0  # the tubes' filled length (0: unknown)
+    valid: np.ndarray | None = None  # (nz, ny, nx) bool: where the receive profile holds
 
 
 @dataclass
@@ -96,6 +104,8 @@ def calibrate(
             voxel_mm,
             setup.radius_mm or 10.0,
             positions_mm=list(setup.positions_mm) if setup.positions_mm is not None else None,
+            axis=setup.axis,
+            min_length_mm=0.6 * setup.length_mm,  # blur only lengthens what is seen
         )
         log.info("calibration: %d tube candidates", len(tubes))
         if setup.positions_mm is None:  # only the most tube-like pay for a full fit
@@ -129,6 +139,38 @@ def calibrate(
             )
         if result.fit.r2 < setup.min_r2:
             raise CalibrationError(f"tube fit R^2 {result.fit.r2:.4f} < {setup.min_r2}")
+        if setup.positions_mm is None:
+            _check_ranking(result.pairs, result.fit.slope)
+        if setup.valid is not None:
+            _check_valid(result.pairs, setup.valid, voxel_mm)
     except CalibrationError as exc:
         result.failure = str(exc)
     return result
+
+
+def _check_ranking(pairs: list[tuple[Tube, float]], slope: float) -> None:
+    """Step 6 of the module docstring."""
+    ranked = sorted(pairs, key=lambda p: p[1])
+    for (t1, c1), (t2, c2) in zip(ranked, ranked[1:], strict=False):
+        expected = slope * (c2 - c1)
+        if c2 > c1 and (t2.signal - t1.signal) < 0.5 * expected:
+            raise CalibrationError(
+                f"the tubes paired with {c1:g} and {c2:g} mM differ in signal by "
+                f"{100 * (t2.signal - t1.signal) / expected:.0f}% of what their concentrations "
+                "predict: paired by rank, they may be swapped (give tube_positions_mm)"
+            )
+
+
+def _check_valid(pairs: list[tuple[Tube, float]], valid: np.ndarray, voxel_mm: np.ndarray) -> None:
+    """Step 7 of the module docstring: the voxel at each tube's centre (voxel ``n // 2`` is the
+    volume's centre, :func:`~gadgets.core.numerics.geometry.volume_coordinates_mm`)."""
+    shape = np.array(valid.shape[::-1])  # x, y, z
+    for tube, conc in pairs:
+        index = np.rint(np.asarray(tube.centre_mm) / voxel_mm).astype(int) + shape // 2
+        inside = np.all((index >= 0) & (index < shape)) and valid[index[2], index[1], index[0]]
+        if not inside:
+            raise CalibrationError(
+                f"the {conc:g} mM tube (at {np.round(tube.centre_mm).astype(int).tolist()} mm) "
+                "lies outside the region where the coil file's receive profile was measured: "
+                "measure the coil with a bottle that also fills the tube holder"
+            )

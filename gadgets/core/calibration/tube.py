@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Tube"]
+from gadgets.core.numerics.geometry import volume_coordinates_mm
+
+__all__ = ["Tube", "tubes_mask"]
 
 
 @dataclass
@@ -23,3 +25,30 @@ class Tube:
     residual: float = float("nan")
     voxels: int = 0
     offset_hz: float = 0.0
+
+
+def tubes_mask(
+    shape: tuple[int, int, int], voxel_mm: np.ndarray, tubes: list[Tube], margin_mm: float = 0.0
+) -> np.ndarray:
+    """Voxels (nz, ny, nx) inside any of ``tubes`` (their fitted radius and length, grown by
+    ``margin_mm``); each tube is looked at in its bounding box only."""
+    mask = np.zeros(shape, bool)
+    for tube in tubes:
+        radius = (tube.radius_mm or 10.0) + margin_mm
+        half = tube.length_mm / 2 + margin_mm
+        extent = half * np.abs(tube.axis) + radius  # (x, y, z) mm
+        box = []
+        for n, d, c, e in zip(
+            shape, voxel_mm[::-1], tube.centre_mm[::-1], extent[::-1], strict=True
+        ):
+            lo = min(max(int(np.floor((c - e) / d)) + n // 2, 0), n)
+            hi = min(max(int(np.ceil((c + e) / d)) + n // 2 + 1, 0), n)
+            box.append(slice(lo, hi))
+        box = tuple(box)
+        if any(b.start >= b.stop for b in box):
+            continue
+        rel = np.moveaxis(volume_coordinates_mm(shape, voxel_mm, box), 0, -1) - tube.centre_mm
+        along = rel @ tube.axis
+        perp = np.linalg.norm(rel - along[..., None] * tube.axis, axis=-1)
+        mask[box] |= (np.abs(along) <= half) & (perp <= radius)
+    return mask

@@ -505,6 +505,17 @@ class GridAccumulator:
             self._image.nbytes / 1e6,
         )
 
+    @staticmethod
+    def memory_bytes(
+        shape: tuple[int, ...],
+        nchannels: int,
+        oversampling: float = DEFAULT_OVERSAMPLING,
+        width: int = DEFAULT_WIDTH,
+    ) -> int:
+        """What an accumulator of this size holds: its padded grid and its image, bytes."""
+        geom = GridGeometry(tuple(shape), oversampling, width)
+        return 8 * int(nchannels) * (int(np.prod(geom.padded_shape3)) + int(np.prod(geom.shape3)))
+
     def _prepare_image(self) -> None:
         self._image = np.empty((self.nchannels,) + self.geom.shape3, np.complex64)
         self._image.fill(0)  # touch every page now

@@ -1,10 +1,13 @@
 """DICOM series (MR Image Storage, one file per slice) from a 3D map, its geometry and the scan's
 ISMRMRD header: what the console and the PACS show.
 
-Pixels are signed 16-bit; ``RescaleSlope`` (intercept 0) is the smallest of 0.001 ... 0.1 units
-per stored value that holds the map's range, so a value is stored to within half a slope
-(<= 0.05 mM for TSC). A Real World Value Mapping item states the same mapping with its UCUM unit
-(``mmol/L`` for TSC, ``Hz`` for B0 maps, ``1`` for arbitrary units).
+Pixels are signed 16-bit; ``RescaleSlope`` (intercept 0) is the smallest of 0.001, 0.002, 0.005,
+0.01 ... units per stored value (1-2-5 steps) that holds the map's range, so a value is stored to
+within half a slope (<= 0.05 mM for TSC up to 3276 mM). A map with larger values (an uncalibrated
+image in arbitrary units, a failed calibration) is still written, at a coarser slope; for a quantity
+(mM, Hz) coarser than 0.1 per step the series says so in its ImageComments and the log warns. A Real
+World Value Mapping item states the same mapping with its UCUM unit (``mmol/L`` for TSC, ``Hz`` for
+B0 maps, ``1`` for arbitrary units).
 
 Geometry (:mod:`gadgets.core.numerics.geometry`: voxel ``i_a`` at ``r_a = i_a - n_a // 2`` voxels
 from the ISMRMRD ``position``, along ``read_dir``, ``phase_dir``, ``slice_dir``, ``d_a = FOV_a /
@@ -29,6 +32,7 @@ Storage instances, one file, 8-bit RGB, with the same identity
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -52,9 +56,13 @@ __all__ = [
     "picture_from_dataset",
     "secondary_capture_dataset",
     "series_datasets",
+    "storage_slope",
 ]
 
-_SLOPES = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+log = logging.getLogger(__name__)
+
+_FINEST_EXPONENT = -3  # 0.001 per step at best
+_PRECISE_SLOPE = 0.1  # a quantity stored more coarsely is flagged
 
 #: UCUM code, meaning: the units of the maps this project writes
 UNITS = {
@@ -86,12 +94,15 @@ def _ds(value: float) -> str:
     return text if len(text) <= 16 else f"{value:.6e}"
 
 
-def _slope(volume: np.ndarray) -> float:
-    peak = float(np.nanmax(np.abs(volume))) if volume.size else 0.0
-    for slope in _SLOPES:
-        if peak / slope <= 32767:
-            return slope
-    raise ValueError(f"values up to {peak:g} do not fit 16 bits at <= 0.1 per step")
+def storage_slope(peak: float) -> float:
+    """The smallest 1-2-5 step (>= 0.001) with which ``|values| <= peak`` fit signed 16 bits."""
+    exponent = _FINEST_EXPONENT
+    while True:
+        for mantissa in (1, 2, 5):
+            slope = mantissa * 10.0**exponent
+            if peak <= 32767 * slope:
+                return slope
+        exponent += 1
 
 
 def series_datasets(
@@ -104,7 +115,13 @@ def series_datasets(
     if info.unit not in UNITS:
         raise ValueError(f"unknown unit {info.unit!r}; known: {sorted(UNITS)}")
     finite = np.where(np.isfinite(volume), volume, 0.0)
-    slope = _slope(finite)
+    peak = float(np.max(np.abs(finite))) if finite.size else 0.0
+    slope = storage_slope(peak)
+    comments = info.comments
+    if slope > _PRECISE_SLOPE * 1.0001 and info.unit != "1":
+        coarse = f"values up to {peak:.4g} {info.unit}: stored at {slope:g} {info.unit} per step"
+        log.warning("%s: %s", info.description, coarse)
+        comments = f"{comments}; {coarse}" if comments else coarse
     stored = np.clip(np.round(finite / slope), -32768, 32767).astype(np.int16)
     ident = scan_identity(header_xml)
     h = ident.fields
@@ -123,11 +140,12 @@ def series_datasets(
     ds.PositionReferenceIndicator = ""
     # image
     ds.InstanceNumber = 1
+    ds.ImagesInAcquisition = nz  # a reader can tell a complete series
     ds.ContentDate = now.strftime("%Y%m%d")
     ds.ContentTime = now.strftime("%H%M%S")
     ds.ImageType = ["DERIVED", "PRIMARY", *info.image_type]
-    if info.comments:
-        ds.ImageComments = info.comments[:10240]
+    if comments:
+        ds.ImageComments = comments[:10240]
     ds.ImageOrientationPatient = [_ds(v) for v in (*geometry.read_dir, *geometry.phase_dir)]
     ipp = geometry.slice_position(0)
     ds.ImagePositionPatient = [_ds(v) for v in ipp]
@@ -232,6 +250,7 @@ def secondary_capture_dataset(
     ds.SecondaryCaptureDeviceManufacturer = "sodium-gadgets"
     ds.SecondaryCaptureDeviceSoftwareVersions = "sodium-gadgets"
     ds.InstanceNumber = 1
+    ds.ImagesInAcquisition = 1
     ds.ContentDate = now.strftime("%Y%m%d")
     ds.ContentTime = now.strftime("%H%M%S")
     ds.ImageType = ["DERIVED", "SECONDARY", *info.image_type]

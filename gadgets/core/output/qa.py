@@ -38,8 +38,6 @@ the inputs only (no clock).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import textwrap
 from collections import Counter
 from dataclasses import dataclass
@@ -55,6 +53,7 @@ __all__ = [
     "SCALE_BAR_MM",
     "CalibrationQa",
     "QaTube",
+    "png_bytes",
     "render_qa",
     "warm_up",
     "write_png",
@@ -95,7 +94,8 @@ class CalibrationQa:
     the calibration failed); ``failure``: the reason it failed ("" when it did not);
     ``title``: a short line naming the scan; ``identity``: the patient and study line drawn in
     the top right corner; ``directions``: the volume's read, phase and slice unit vectors in
-    patient LPS (for the edge letters).
+    patient LPS (for the edge letters); ``notes``: lines on what the map rests on (the tube
+    relaxation used, the receive correction), drawn at the bottom left.
     """
 
     magnitude: np.ndarray
@@ -111,6 +111,7 @@ class CalibrationQa:
     title: str = ""
     identity: str = ""
     directions: tuple[tuple[float, float, float], ...] = ((1.0, 0, 0), (0, 1.0, 0), (0, 0, 1.0))
+    notes: tuple[str, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -437,6 +438,8 @@ def render_qa(qa: CalibrationQa, size_px: tuple[int, int] = (1200, 450), dpi: in
     )
     if qa.title:
         fig.text(0.99, 0.01, qa.title, color="0.4", fontsize=7, va="bottom", ha="right")
+    if qa.notes:
+        fig.text(0.01, 0.01, "\n".join(qa.notes), color="k", fontsize=7, va="bottom", ha="left")
     if qa.identity:
         fig.text(0.99, 0.985, qa.identity, color="k", fontsize=9, va="top", ha="right")
     top = 0.86 - 0.045 * (len(wrapped) - 1)
@@ -494,22 +497,23 @@ def render_qa(qa: CalibrationQa, size_px: tuple[int, int] = (1200, 450), dpi: in
     return rgb
 
 
-def write_png(rgb: np.ndarray, path: str | Path) -> Path:
-    """Write an ``(H, W, 3)`` ``uint8`` picture as PNG, atomically (temporary file in the same
-    folder, then rename: never a half-written file under the final name)."""
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An ``(H, W, 3)`` ``uint8`` picture as PNG file bytes."""
+    import io
+
     from PIL import Image
 
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W, 3) picture, got {rgb.dtype} {rgb.shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb), "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(rgb: np.ndarray, path: str | Path) -> Path:
+    """Write an ``(H, W, 3)`` ``uint8`` picture as PNG, atomically and never over an existing
+    file (:func:`gadgets.core.output.dicom_files.place_file`)."""
+    from gadgets.core.output.dicom_files import place_file
+
+    return place_file(png_bytes(rgb), Path(path))

@@ -59,6 +59,8 @@ import numpy as np
 from scipy.linalg import eigh
 from scipy.special import ellipe, ellipk
 
+from gadgets.core.receive.coil_identity import CoilIdentity
+
 __all__ = ["CoilModel", "fit_coil_model", "fit_mixing", "loop_field", "ModelFit"]
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,7 @@ class CoilModel:
     centres_mm: np.ndarray  # (C, 3)
     normals: np.ndarray  # (C, 3)
     radii_mm: np.ndarray  # (C,)
+    measured_with: CoilIdentity | None = None  # the coil the file describes (coil_identity)
 
     @property
     def channels(self) -> int:

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from gadgets.core.receive.coil_identity import CoilIdentity
+
 __all__ = ["exponents", "fit_profile", "ReceiveProfile"]
 
 
@@ -62,6 +64,7 @@ class ReceiveProfile:
     fit_rms: float = float("nan")
     measured_from: str = ""
     channels: int = 1
+    measured_with: CoilIdentity | None = None  # the coil the file describes (coil_identity)
 
     def __call__(self, points_mm: np.ndarray) -> np.ndarray:
         """``p`` at patient points (..., 3) mm."""

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from conftest import VOXEL_4MM, readout_weighting
+from scipy import ndimage
 
 from gadgets.core.calibration.linear_fit import fit_line, match_tubes
 from gadgets.core.calibration.tube import Tube
@@ -37,8 +38,6 @@ def test_find_tubes_beside_a_head_and_calibrate():
 
 
 def test_opening_by_distance_transform_is_exact():
-    from scipy import ndimage
-
     rng = np.random.default_rng(3)
     mask = ndimage.gaussian_filter(rng.random((30, 34, 28)), 2.5) > 0.5
     mask[:, :3, :] = True  # touching the border: outside counts as empty
@@ -48,3 +47,48 @@ def test_opening_by_distance_transform_is_exact():
         expected = ndimage.binary_opening(mask, ball)
         assert expected.any() or r == 6
         assert np.array_equal(_open_with_ball(mask, r), expected)
+
+
+def _head_with_eyes_and_tubes(centres, radius_mm=13.5, voxel=VOXEL_4MM, shape=(60, 60, 60)):
+    """A 'head' (40 a.u.) with two eyes of tube size (140 a.u.) bulging from its face, and
+    tubes of 60 mm along z at ``centres`` (x, y), blurred by the readout; with their truth."""
+    kf = readout_weighting("agarose", 7.0)
+    coords = np.moveaxis(volume_coordinates_mm(shape, voxel), 0, -1)
+    head = (coords[..., 0] / 70) ** 2 + (coords[..., 1] / 90) ** 2 + (coords[..., 2] / 80) ** 2
+    image = 40.0 * (head <= 1.0)
+    for side in (1, -1):
+        eye = np.linalg.norm(coords - np.array([side * 30, -80, -5.0]), axis=-1) <= radius_mm
+        image = np.where(eye, 140.0, image)
+    image = ndimage.gaussian_filter(image, 0.8)
+    for i, (x, y) in enumerate(centres):
+        t = Tube(np.array([x, y, 0.0]), np.array([0.0, 0.0, 1.0]), 60.0)
+        image = image + (40.0 + 30 * i) * template_image(shape, voxel, t, radius_mm, kf)
+    return np.abs(image + np.random.default_rng(2).normal(0, 1.0, shape))
+
+
+def _distances(tubes, centres):
+    return [
+        min(np.hypot(t.centre_mm[0] - x, t.centre_mm[1] - y) for x, y in centres) for t in tubes
+    ]
+
+
+def test_eyes_of_tube_size_are_not_taken_for_tubes():
+    centres = [(95, -40), (95, 40), (-95, -20), (-95, 30)]
+    image = _head_with_eyes_and_tubes(centres)
+    tubes, _ = find_tubes(image, VOXEL_4MM, 13.5, axis=np.array([0, 0, 1.0]), min_length_mm=36)
+    found = _distances(tubes, centres)
+    print("found tubes: distance from the true centre (mm):", np.round(found, 1))
+    assert len(tubes) == 4 and max(found) < 4.0
+    assert all(t.centre_mm[1] > -60 for t in tubes)  # none at the eyes (y = -80)
+
+
+def test_neighbouring_tubes_that_blur_into_one_are_split_along_the_holder_axis():
+    centres = [(95, -20), (95, 20), (-95, 0)]  # 13 mm of air between the first two
+    image = _head_with_eyes_and_tubes(centres)
+    merged, _ = find_tubes(image, VOXEL_4MM, 13.5)
+    assert len(merged) == 2  # the failure the axis avoids: two tubes as one long blob
+    tubes, _ = find_tubes(image, VOXEL_4MM, 13.5, axis=np.array([0, 0, 1.0]), min_length_mm=36)
+    found = _distances(tubes, centres)
+    print("split tubes: distance from the true centre (mm):", np.round(found, 1))
+    assert len(tubes) == 3 and max(found) < 4.0
+    assert all(np.allclose(t.axis, [0, 0, 1]) for t in tubes)

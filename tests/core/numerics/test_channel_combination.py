@@ -8,7 +8,7 @@ from gadgets.core.numerics.channel_combination import (
     walsh_weights,
 )
 from gadgets.simulator.head import Grid
-from gadgets.simulator.receive_coils import sensitivities
+from gadgets.simulator.receive_coils import CoilSpec, sensitivities
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def coil_phantom():
     pts = grid.points()
     rho = np.where(np.linalg.norm(pts, axis=-1) < 70, 40.0, 0.0)
     rho[np.linalg.norm(pts - [20, 0, 0], axis=-1) < 20] = 140.0
-    sens = sensitivities("loops", 8, pts, np.random.default_rng(3))
+    sens = sensitivities(CoilSpec("loops", 8), pts, np.random.default_rng(3))
     return rho, sens
 
 

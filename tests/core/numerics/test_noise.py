@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from gadgets.core.numerics.noise import noise_covariance, whitening_matrix
+from gadgets.simulator.receive_coils import CoilSpec
 from gadgets.simulator.receive_coils import noise_covariance as simulated_covariance
 
 
@@ -13,7 +14,7 @@ def _noise(rng, psi, n):
 
 
 def test_whitened_noise_is_white(rng):
-    psi = simulated_covariance("loops", 8, rng)
+    psi = simulated_covariance(CoilSpec("loops", 8), rng)
     w = whitening_matrix(noise_covariance(_noise(rng, psi, 20000)))
     fresh = w @ _noise(rng, psi, 20000)
     np.testing.assert_allclose(fresh @ fresh.conj().T / 20000, np.eye(8), atol=0.05)

@@ -7,7 +7,7 @@ import ismrmrd
 import numpy as np
 import pydicom
 import pytest
-from conftest import require_tool
+from conftest import delivered, require_tool
 
 from gadgets.core.numerics.geometry import Geometry
 from gadgets.core.output.dicom_files import write_series
@@ -125,10 +125,10 @@ def test_dicom_output_delivers_the_parametric_map(header_xml, tmp_path, rng):
         parse_header(header_xml), deliver="folder", folder=str(folder), parametric_map="true"
     )
     assert list(gadget.process(image)) == [image]
-    names = sorted(p.name for p in folder.iterdir())
-    assert names == [f"series010_{k:04d}.dcm" for k in range(1, 7)] + ["series1010_0001.dcm"]
-    ds = pydicom.dcmread(folder / "series1010_0001.dcm")
-    source = [pydicom.dcmread(folder / n) for n in names[:-1]]
+    series = delivered(folder)
+    assert sorted(series) == [10, 1010] and [len(series[10]), len(series[1010])] == [6, 1]
+    ds = pydicom.dcmread(series[1010][0])
+    source = [pydicom.dcmread(p) for p in series[10]]
     assert np.array_equal(_frames_by_slice(ds, source), volume)
     assert ds.StudyInstanceUID == source[0].StudyInstanceUID
     # off by default, and never for a map that is not in mmol/L or not quantitative
@@ -138,7 +138,7 @@ def test_dicom_output_delivers_the_parametric_map(header_xml, tmp_path, rng):
             parse_header(header_xml), deliver="folder", folder=str(folder), **kwargs
         )
         list(gadget.process(_tsc_image(volume, m)))
-        assert len(list(folder.glob("*.dcm"))) == 6
+        assert len(list(folder.rglob("*.dcm"))) == 6
 
 
 def test_cstore_proposes_parametric_map_storage(header_xml, tmp_path, rng):

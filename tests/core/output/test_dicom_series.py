@@ -44,10 +44,25 @@ def test_stored_values_are_exact_to_005_mM(header_xml, tmp_path, rng):
     assert float(rwvm.RealWorldValueSlope) == float(d.RescaleSlope)
     assert d.ImagedNucleus == "23NA" and list(d.ImageType)[:2] == ["DERIVED", "PRIMARY"]
     assert "Laterality" not in d and d.BodyPartExamined == "HEAD"
-    with pytest.raises(ValueError, match="do not fit 16 bits"):
-        series_datasets(
-            np.full((6, 20, 24), 5000.0), dicom_geometry(), header_xml, SeriesInfo("x", 1)
-        )
+    assert "stored at" not in d.get("ImageComments", "")
+
+
+@pytest.mark.parametrize(("peak", "unit"), [(5000.0, "mmol/L"), (2.2e17, "1"), (-7e9, "Hz")])
+def test_any_range_is_written_and_a_coarse_quantity_is_flagged(
+    header_xml, tmp_path, rng, peak, unit
+):
+    """A failed calibration or an uncalibrated image still reaches the console: values of any
+    size are stored at a coarser slope, to within half of it."""
+    volume = rng.uniform(0, 1, (6, 20, 24)) * peak
+    volume[0, 0, 0] = peak
+    info = SeriesInfo("Na23 map", 7, unit=unit)
+    back, datasets = read_series(
+        write_series(series_datasets(volume, dicom_geometry(), header_xml, info), tmp_path, "s")
+    )
+    slope = float(datasets[0].RescaleSlope)
+    assert 32767 / 2.5 < abs(peak) / slope <= 32767  # the finest 1-2-5 step that holds it
+    assert np.abs(back - volume).max() <= slope / 2 * 1.0001
+    assert ("stored at" in datasets[0].get("ImageComments", "")) == (unit != "1")
 
 
 def test_identity_and_acquisition_come_from_the_header(header_xml, tmp_path):

@@ -1,0 +1,384 @@
+"""Receive profile of any receive coil, measured once on a uniform bottle: a smooth function of
+patient position, stored on a coarse grid of cubic B-spline coefficients.
+
+The chain's coil combination leaves the coil's receive profile in the image: with prewhitened
+data and Walsh's adaptive weights the combined image is ``rho(r) |s(r)|`` (``s``: the channels'
+sensitivities), and a loop array's ``|s|`` beside its loops is several times its value in
+mid-brain, where tubes and tissue sit. A bottle of uniform saline filling the coil shows the same
+combination's profile alone: ``m(r) = C |s(r)|``. It is fitted in the log domain, so that a
+profile spanning a factor of 10 is fitted with the same relative accuracy everywhere:
+
+    log p(r) = sum_k c_k B((x - x_k) / h) B((y - y_k) / h) B((z - z_k) / h)
+
+(``B``: the cubic B-spline, ``h`` = ``spacing_mm``, nodes ``x_k`` on a patient LPS grid), by
+penalised least squares over the voxels well inside the bottle (its edge blurs and rings):
+
+    min_c  sum_i (log m_i - log p(r_i))^2 + lambda * N / M * sum (second differences of c)^2
+
+(``N`` voxels, ``M`` nodes; ``lambda`` = ``smoothness``, chosen by the extension check below
+among 0.002, 0.02 and 0.2). The penalty keeps ``p`` smooth inside
+and extends it past the bottle's edge linearly in ``log p`` (the penalty's null space). That
+extension holds for a few millimetres only where the profile bends sharply (beside a loop), so
+it is *checked* on every bottle: the fit is repeated without the outer ``extend_mm`` shell of the
+bottle, and its error on that shell (RMS, relative) is stored as ``extension_rms``. The profile
+is declared valid only within ``extend_mm`` of the voxels it was fitted to (``valid_at``):
+a tube outside that region gets no correction and the calibration is refused (a larger bottle is
+the fix, never a guess). ``log p`` is normalised to 0 (``p`` = 1) at its value mean over the
+bottle, so a file's profile has no unit: the tubes calibrate its scale.
+
+Coil file (JSON)::
+
+    {"name": ..., "description": ..., "combination": "adaptive", "block": 5,
+     "measured_with": {"channels": 8, "labels": [...], "field_T": 7.0},
+     "spline_profile": {"origin_mm": [x, y, z], "spacing_mm": h, "shape": [nx, ny, nz],
+        "log_coefficients": [...  x fastest ...], "valid": "0011..." (per node),
+        "extend_mm": ..., "fit_rms": ..., "extension_rms": ..., "measured_from": ...}}
+
+Limits: the coil must sit where it sat for the bottle (head coils are fixed to the table, and
+patient coordinates follow the table); a different combination (block size, method) is a
+different profile, and is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage, sparse
+from scipy.sparse.linalg import cg
+from scipy.spatial import cKDTree
+
+from gadgets.core.receive.coil_identity import CoilIdentity
+
+__all__ = ["SMOOTHNESS", "SplineProfile", "fit_spline_profile", "bottle_mask"]
+
+#: the smoothness values tried (``fit_spline_profile``)
+SMOOTHNESS = (0.002, 0.02, 0.2)
+
+log = logging.getLogger(__name__)
+
+
+def _bspline_weights(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First node index (floor(u) - 1) and the 4 cubic B-spline weights of each ``u`` (N,)."""
+    i = np.floor(u)
+    t = u - i
+    w = np.stack(
+        [
+            (1 - t) ** 3 / 6,
+            (3 * t**3 - 6 * t**2 + 4) / 6,
+            (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6,
+            t**3 / 6,
+        ],
+        axis=-1,
+    )
+    return i.astype(np.int64) - 1, w
+
+
+def _basis(points_mm: np.ndarray, origin_mm: np.ndarray, spacing_mm: float, shape) -> tuple:
+    """Per point: the 64 flat node indices and weights of the tensor B-spline (clipped to the
+    grid), and whether the point's whole support lies on the grid."""
+    u = (np.asarray(points_mm, np.float64).reshape(-1, 3) - origin_mm) / spacing_mm
+    idx, wts = zip(*(_bspline_weights(u[:, a]) for a in range(3)), strict=True)
+    inside = np.all(
+        [(idx[a] >= 0) & (idx[a] + 3 < shape[a]) for a in range(3)],
+        axis=0,
+    )
+    offs = np.arange(4)
+    ix = np.clip(idx[0][:, None] + offs, 0, shape[0] - 1)
+    iy = np.clip(idx[1][:, None] + offs, 0, shape[1] - 1)
+    iz = np.clip(idx[2][:, None] + offs, 0, shape[2] - 1)
+    flat = (iz[:, None, None, :] * shape[1] + iy[:, None, :, None]) * shape[0]
+    flat = flat + ix[:, :, None, None]
+    w = wts[0][:, :, None, None] * wts[1][:, None, :, None] * wts[2][:, None, None, :]
+    return flat.reshape(len(u), 64), w.reshape(len(u), 64), inside
+
+
+def _second_differences(shape: tuple[int, int, int]) -> sparse.csr_matrix:
+    """Stacked second differences of a (nx, ny, nz) grid (x fastest): along each axis, and the
+    mixed ones (so that the penalty does not prefer the grid's axes)."""
+
+    def d1(n: int) -> sparse.csr_matrix:
+        return sparse.diags([-np.ones(n - 1), np.ones(n - 1)], [0, 1], shape=(n - 1, n))
+
+    def d2(n: int) -> sparse.csr_matrix:
+        return d1(n - 1) @ d1(n)
+
+    nx, ny, nz = shape
+    ex, ey, ez = (sparse.identity(n, format="csr") for n in shape)
+
+    def kron3(zop, yop, xop):
+        return sparse.kron(zop, sparse.kron(yop, xop))
+
+    ops = [
+        kron3(ez, ey, d2(nx)),
+        kron3(ez, d2(ny), ex),
+        kron3(d2(nz), ey, ex),
+        np.sqrt(2) * kron3(ez, d1(ny), d1(nx)),
+        np.sqrt(2) * kron3(d1(nz), ey, d1(nx)),
+        np.sqrt(2) * kron3(d1(nz), d1(ny), ex),
+    ]
+    return sparse.vstack(ops).tocsr()
+
+
+@dataclass(frozen=True)
+class SplineProfile:
+    """A coil's receive profile ``p(r)`` (mean 1 over its bottle) on a B-spline grid."""
+
+    name: str
+    origin_mm: np.ndarray  # (3,) patient LPS of node (0, 0, 0)
+    spacing_mm: float
+    log_coefficients: np.ndarray  # (nx, ny, nz)
+    valid: np.ndarray  # (nx, ny, nz) bool: nodes within extend_mm of the bottle
+    extend_mm: float = 10.0
+    fit_rms: float = float("nan")
+    extension_rms: float = float("nan")
+    measured_from: str = ""
+    combination: str = "adaptive"
+    block: int = 5
+    measured_with: CoilIdentity | None = None
+    description: str = field(default="", compare=False)
+
+    @property
+    def channels(self) -> int:
+        return self.measured_with.channels if self.measured_with else 0
+
+    def __call__(self, points_mm: np.ndarray) -> np.ndarray:
+        """``p`` at patient points (..., 3) mm (past the grid: its edge values)."""
+        shape = np.shape(points_mm)[:-1]
+        flat, w, _ = _basis(points_mm, self.origin_mm, self.spacing_mm, self.valid.shape)
+        coef = self.log_coefficients.ravel(order="F")
+        return np.exp(np.einsum("nk,nk->n", coef[flat], w)).reshape(shape)
+
+    def valid_at(self, points_mm: np.ndarray) -> np.ndarray:
+        """Whether each point (..., 3) lies where the profile was measured (its nearest node
+        is within ``extend_mm`` of the bottle)."""
+        shape = np.shape(points_mm)[:-1]
+        u = (np.asarray(points_mm, np.float64).reshape(-1, 3) - self.origin_mm) / self.spacing_mm
+        node = np.rint(u).astype(np.int64)
+        on = np.all((node >= 0) & (node < np.array(self.valid.shape)), axis=1)
+        out = np.zeros(len(u), bool)
+        n = node[on]
+        out[on] = self.valid[n[:, 0], n[:, 1], n[:, 2]]
+        return out.reshape(shape)
+
+    def to_json(self, path: str | Path) -> None:
+        """The coil file (module docstring)."""
+        # only the nodes a valid point's spline reaches (2 around each valid node) matter
+        needed = ndimage.binary_dilation(self.valid, np.ones((3, 3, 3), bool), iterations=2)
+        coef = np.where(needed, self.log_coefficients, 0.0).ravel(order="F")
+        desc = {
+            "name": self.name,
+            "description": self.description,
+            "combination": self.combination,
+            "block": self.block,
+            "measured_with": self.measured_with.to_dict() if self.measured_with else None,
+            "spline_profile": {
+                "origin_mm": [round(float(v), 3) for v in self.origin_mm],
+                "spacing_mm": self.spacing_mm,
+                "shape": list(self.valid.shape),
+                "extend_mm": self.extend_mm,
+                "fit_rms": round(self.fit_rms, 5),
+                "extension_rms": round(self.extension_rms, 5),
+                "measured_from": self.measured_from,
+                "valid": "".join("1" if v else "0" for v in self.valid.ravel(order="F")),
+                "log_coefficients": [round(float(c), 4) for c in coef],
+            },
+        }
+        if desc["measured_with"] is None:
+            del desc["measured_with"]
+        Path(path).write_text(json.dumps(desc, indent=1) + "\n")
+
+    @classmethod
+    def from_dict(cls, desc: dict, source: str = "") -> SplineProfile:
+        try:
+            prof = desc["spline_profile"]
+            shape = tuple(int(n) for n in prof["shape"])
+            coef = np.asarray(prof["log_coefficients"], np.float64)
+            valid = np.frombuffer(str(prof["valid"]).encode(), np.uint8) == ord("1")
+            origin = np.asarray(prof["origin_mm"], np.float64)
+            spacing = float(prof["spacing_mm"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{source}: a spline profile needs origin_mm, spacing_mm, shape, valid and "
+                "log_coefficients"
+            ) from exc
+        count = int(np.prod(shape)) if len(shape) == 3 else -1
+        if (
+            origin.shape != (3,)
+            or coef.shape != (count,)
+            or valid.shape != (count,)
+            or not np.all(np.isfinite(coef))
+            or not spacing > 0
+            or min(shape) < 4
+        ):
+            raise ValueError(
+                f"{source}: spline profile of the wrong size (shape {shape}: one coefficient "
+                "and one valid flag per node, at least 4 nodes per axis, spacing_mm > 0)"
+            )
+        return cls(
+            name=str(desc.get("name", Path(source).stem)),
+            origin_mm=origin,
+            spacing_mm=spacing,
+            log_coefficients=coef.reshape(shape, order="F"),
+            valid=valid.reshape(shape, order="F"),
+            extend_mm=float(prof.get("extend_mm", 0.0)),
+            fit_rms=float(prof.get("fit_rms", "nan")),
+            extension_rms=float(prof.get("extension_rms", "nan")),
+            measured_from=str(prof.get("measured_from", "")),
+            combination=str(desc.get("combination", "adaptive")),
+            block=int(desc.get("block", 5)),
+            measured_with=CoilIdentity.from_dict(desc, source),
+            description=str(desc.get("description", "")),
+        )
+
+
+def bottle_mask(
+    magnitude: np.ndarray,
+    voxel_mm: float,
+    erode_voxels: int = 2,
+    edge_fraction: float = 0.3,
+    window_mm: float = 25.0,
+) -> np.ndarray:
+    """The bottle's interior: voxels above ``edge_fraction`` of the brightest voxel within
+    ``window_mm`` (a loop array's bottle image spans a factor of 5-10, so no global threshold
+    separates its dim centre from the ringing outside its bright edge), holes filled, eroded
+    by ``erode_voxels`` (its blurred, ringing edge), the largest part."""
+    mag = np.asarray(magnitude, np.float64)
+    size = 2 * int(round(window_mm / voxel_mm / 2)) + 1
+    above = (mag > 0.01 * np.percentile(mag, 99)) & (
+        mag > edge_fraction * ndimage.maximum_filter(mag, size)
+    )
+    mask = ndimage.binary_opening(ndimage.binary_fill_holes(above))
+    mask = ndimage.binary_erosion(mask, iterations=erode_voxels)
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        raise ValueError("no uniform phantom in the image (nothing left inside its edges)")
+    sizes = ndimage.sum(mask, labels, range(1, count + 1))
+    return labels == 1 + int(np.argmax(sizes))
+
+
+def _solve(
+    points: np.ndarray,
+    values: np.ndarray,
+    origin: np.ndarray,
+    spacing_mm: float,
+    shape: tuple[int, int, int],
+    smoothness: float,
+) -> np.ndarray:
+    """Penalised least-squares B-spline coefficients (module docstring), (nx, ny, nz)."""
+    flat, w, _ = _basis(points, origin, spacing_mm, shape)
+    m = int(np.prod(shape))
+    rows = np.repeat(np.arange(len(points)), 64)
+    a = sparse.csr_matrix((w.ravel(), (rows, flat.ravel())), shape=(len(points), m))
+    d = _second_differences(shape)
+    lam = smoothness * len(points) / m
+    normal = (a.T @ a + lam * (d.T @ d)).tocsr()
+    rhs = a.T @ values
+    diag = normal.diagonal()
+    precondition = sparse.diags(1.0 / np.where(diag > 0, diag, 1.0))
+    start = np.full(m, float(np.mean(values)))
+    coef, info = cg(normal, rhs, x0=start, M=precondition, rtol=1e-8, maxiter=4000)
+    if info != 0:
+        log.warning("receive-profile fit: conjugate gradients stopped after %d steps", info)
+    return coef.reshape(shape, order="F")
+
+
+def fit_spline_profile(
+    magnitude: np.ndarray,
+    points_mm: np.ndarray,
+    name: str,
+    spacing_mm: float = 12.0,
+    extend_mm: float = 10.0,
+    smoothness: float | Sequence[float] = SMOOTHNESS,
+    erode_voxels: int = 2,
+    max_points: int = 60_000,
+    measured_from: str = "",
+    measured_with: CoilIdentity | None = None,
+    combination: str = "adaptive",
+    block: int = 5,
+    description: str = "",
+) -> SplineProfile:
+    """Fit :class:`SplineProfile` to the combined image ``magnitude`` (nz, ny, nx) of a uniform
+    bottle at patient points ``points_mm`` (nz, ny, nx, 3), and check its extension past the
+    bottle's edge (module docstring). At most ``max_points`` voxels are used (evenly thinned).
+    ``smoothness``: one value, or several, of which the one whose extension check errs least is
+    used (cross-validation on the bottle's outer shell: a volume coil's gentle profile extends
+    best with much smoothing, a loop array's steep one with little)."""
+    mag = np.asarray(magnitude, np.float64)
+    voxel_mm = float(np.linalg.norm(points_mm[0, 0, 1] - points_mm[0, 0, 0]))
+    mask = bottle_mask(mag, voxel_mm, erode_voxels=erode_voxels)
+    pts = np.asarray(points_mm, np.float64)[mask]
+    values = np.log(np.maximum(mag[mask], 1e-12 * mag.max()))
+    if len(pts) < 2000:
+        raise ValueError(f"bottle too small for a receive profile ({len(pts)} voxels inside it)")
+    margin = extend_mm + 2.5 * spacing_mm
+    origin = pts.min(axis=0) - margin
+    shape = tuple(int(n) for n in np.ceil((pts.max(axis=0) + margin - origin) / spacing_mm) + 1)
+    step = max(1, int(np.ceil(len(pts) / max_points)))
+
+    # the extension check: fitted without the outer shell, judged on it
+    shell_voxels = max(1, int(round(extend_mm / voxel_mm)))
+    inner = ndimage.binary_erosion(mask, iterations=shell_voxels)[mask]
+    choices = [float(smoothness)] if np.isscalar(smoothness) else [float(v) for v in smoothness]
+    checks = {}
+    if inner.sum() > 1000 and (~inner).sum() > 100:
+        flat, w, _ = _basis(pts[~inner], origin, spacing_mm, shape)
+        for value in choices:
+            c_in = _solve(
+                pts[inner][::step], values[inner][::step], origin, spacing_mm, shape, value
+            )
+            pred = np.einsum("nk,nk->n", c_in.ravel(order="F")[flat], w)
+            checks[value] = float(np.sqrt(np.mean((np.exp(pred - values[~inner]) - 1.0) ** 2)))
+        smoothness = min(checks, key=checks.get)
+        log.info(
+            "receive profile %s: extension check RMS by smoothness %s",
+            name,
+            ", ".join(f"{k:g}: {100 * v:.2f}%" for k, v in checks.items()),
+        )
+    else:
+        smoothness = choices[0]
+    ext_rms = checks.get(smoothness, float("nan"))
+
+    coef = _solve(pts[::step], values[::step], origin, spacing_mm, shape, smoothness)
+    flat, w, _ = _basis(pts, origin, spacing_mm, shape)
+    fitted = np.einsum("nk,nk->n", coef.ravel(order="F")[flat], w)
+    level = float(np.mean(fitted))
+    coef -= level
+    fit_rms = float(np.sqrt(np.mean((np.exp(fitted - values) - 1.0) ** 2)))
+
+    nodes = (
+        np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1).reshape(-1, 3)
+        * spacing_mm
+        + origin
+    )
+    dist, _ = cKDTree(pts[:: max(1, len(pts) // 200_000)]).query(nodes)
+    valid = (dist <= extend_mm).reshape(shape)
+    log.info(
+        "receive profile %s: %s nodes of %.0f mm, fit RMS %.2f%%, extension check over "
+        "%.0f mm: RMS %.2f%%",
+        name,
+        "x".join(map(str, shape)),
+        spacing_mm,
+        100 * fit_rms,
+        extend_mm,
+        100 * ext_rms,
+    )
+    return SplineProfile(
+        name=name,
+        origin_mm=origin,
+        spacing_mm=spacing_mm,
+        log_coefficients=coef,
+        valid=valid,
+        extend_mm=extend_mm,
+        fit_rms=fit_rms,
+        extension_rms=ext_rms,
+        measured_from=measured_from,
+        combination=combination,
+        block=block,
+        measured_with=measured_with,
+        description=description,
+    )
