@@ -148,4 +148,4 @@ def test_gadgetrons_own_dicom_writer(gadgetron, birdcage, tmp_path):
     assert max(diff) <= 1
     assert "stored = (value - 0) / 0.1 mmol/L" in str(by_slice[0].ImageComments)
     # the QA picture, which DicomFinishGadget cannot write, went to the folder
-    assert list((tmp_path / "files").rglob("series050_*.dcm"))
+    assert list((tmp_path / "files").glob("*/series050_*/0001.dcm"))  # FOLDER/study/series
