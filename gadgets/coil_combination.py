@@ -115,8 +115,7 @@ class CoilCombiner(Gadget):
         names = [n.strip() for n in self.coil_models.split(",") if n.strip()]
         search = (*self.context.resource_dirs, chains_dir())
         paths, self.models = [], []
-        self.auto = names == ["auto"]
-        if self.auto:
+        if names == ["auto"]:
             for path, model in coil_files_with_identity(search):
                 paths.append(path)
                 self.models.append(model)

@@ -229,9 +229,13 @@ class TscCalibration(EchoVolumesGadget):
         info = GriddedVolume.from_meta(read_meta(img), "TscCalibration")
         return img.data[info.centre_bin], info
 
+    @staticmethod
+    def _rotation(img: ismrmrd.Image) -> np.ndarray:
+        """Patient LPS -> volume (read, phase, slice) axes."""
+        return np.array([img.read_dir, img.phase_dir, img.slice_dir], np.float64)
+
     def _patient_to_volume(self, img: ismrmrd.Image, p: np.ndarray) -> np.ndarray:
-        rot = np.array([img.read_dir, img.phase_dir, img.slice_dir], np.float64)
-        return rot @ (p - np.asarray(img.position, np.float64))
+        return self._rotation(img) @ (p - np.asarray(img.position, np.float64))
 
     def complete(self):
         first = self.echoes[min(self.echoes)]
@@ -254,8 +258,7 @@ class TscCalibration(EchoVolumesGadget):
             positions = tuple(self._patient_to_volume(first, p) for p in self.positions)
         axis = None
         if self.tube_axis != "auto":
-            rot = np.array([first.read_dir, first.phase_dir, first.slice_dir], np.float64)
-            axis = rot @ np.eye(3)["xyz".index(self.tube_axis)]
+            axis = self._rotation(first) @ np.eye(3)["xyz".index(self.tube_axis)]
         setup = TubeSetup(
             tuple(self.tube_concentrations_mM),
             self.tube_radius_mm,

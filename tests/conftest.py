@@ -3,8 +3,10 @@ end-to-end chain runs that several test modules look at (session-scoped: each ru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -286,3 +288,18 @@ def require_tool(name: str) -> str:
 
 def relative_error(ref: np.ndarray, x: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(x) - ref) / np.linalg.norm(ref))
+
+
+@contextlib.contextmanager
+def served():
+    """The embedded server with this application's chains, on a free port, in a thread."""
+    from gadgets.app.application import application
+    from gadgets.runtime.server import ReconServer
+
+    srv = ReconServer(application(), "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()

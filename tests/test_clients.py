@@ -4,20 +4,19 @@ chain of ``<external>`` steps (:mod:`gadgetron_side`), and ``sodium-gadgets send
 images it can display, nothing it cannot read, and values that agree with ``recon``."""
 
 import json
-import threading
 
 import ismrmrd
 import numpy as np
 import pytest
+from conftest import served
 from gadgetron_side import run_chain
 from mrd_client import run as mrd_run
 
-from gadgets.app.application import application, recon_file, send_file
+from gadgets.app.application import recon_file, send_file
 from gadgets.core.numerics.geometry import Geometry
 from gadgets.core.output.mrd_slices import scale_of
 from gadgets.resources import chains_dir
 from gadgets.runtime.client import read_raw
-from gadgets.runtime.server import ReconServer
 from gadgets.volumes import read_meta
 
 SHIPPED = ("sodium_preview", "sodium_tsc", "sodium_tsc_b0", "sodium_auto")
@@ -37,12 +36,8 @@ CONSOLE_META = (
 
 @pytest.fixture(scope="module")
 def server():
-    srv = ReconServer(application(), "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with served() as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -6,22 +6,17 @@ import time
 import ismrmrd
 import numpy as np
 import pytest
-from conftest import chain_xml, external_step, image_arrays
+from conftest import chain_xml, external_step, image_arrays, served
 
-from gadgets.app.application import application, recon_file, send_file
+from gadgets.app.application import recon_file, send_file
 from gadgets.runtime.client import read_raw
 from gadgets.runtime.protocol import Close, MessageReader, MessageWriter, Response, Text
-from gadgets.runtime.server import ReconServer
 
 
 @pytest.fixture
 def server():
-    srv = ReconServer(application(), "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with served() as srv:
+        yield srv
 
 
 def _raw_session(port, payload: bytes, shutdown=True, timeout=60):

@@ -9,7 +9,7 @@ import numpy as np
 
 from gadgets.core.numerics.geometry import volume_coordinates_mm
 
-__all__ = ["Tube", "tubes_mask"]
+__all__ = ["Tube", "tube_box", "tubes_mask"]
 
 
 @dataclass
@@ -27,6 +27,17 @@ class Tube:
     offset_hz: float = 0.0
 
 
+def tube_box(shape, voxel_mm, centre_mm, extent_mm) -> tuple[slice, slice, slice]:
+    """Array slices (z, y, x) of the voxels within ``extent_mm`` (x, y, z) of ``centre_mm``
+    (volume mm, :func:`volume_coordinates_mm`)."""
+    out = []
+    for n, d, c, e in zip(shape, voxel_mm[::-1], centre_mm[::-1], extent_mm[::-1], strict=True):
+        lo = int(np.floor((c - e) / d)) + n // 2
+        hi = int(np.ceil((c + e) / d)) + n // 2 + 1
+        out.append(slice(min(max(lo, 0), n), min(max(hi, 0), n)))
+    return tuple(out)
+
+
 def tubes_mask(
     shape: tuple[int, int, int], voxel_mm: np.ndarray, tubes: list[Tube], margin_mm: float = 0.0
 ) -> np.ndarray:
@@ -36,15 +47,7 @@ def tubes_mask(
     for tube in tubes:
         radius = (tube.radius_mm or 10.0) + margin_mm
         half = tube.length_mm / 2 + margin_mm
-        extent = half * np.abs(tube.axis) + radius  # (x, y, z) mm
-        box = []
-        for n, d, c, e in zip(
-            shape, voxel_mm[::-1], tube.centre_mm[::-1], extent[::-1], strict=True
-        ):
-            lo = min(max(int(np.floor((c - e) / d)) + n // 2, 0), n)
-            hi = min(max(int(np.ceil((c + e) / d)) + n // 2 + 1, 0), n)
-            box.append(slice(lo, hi))
-        box = tuple(box)
+        box = tube_box(shape, voxel_mm, tube.centre_mm, half * np.abs(tube.axis) + radius)
         if any(b.start >= b.stop for b in box):
             continue
         rel = np.moveaxis(volume_coordinates_mm(shape, voxel_mm, box), 0, -1) - tube.centre_mm

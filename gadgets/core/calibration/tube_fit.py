@@ -13,24 +13,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize
 
-from gadgets.core.calibration.tube import Tube
+from gadgets.core.calibration.tube import Tube, tube_box
 from gadgets.core.calibration.tube_templates import TubeTemplates
 from gadgets.core.numerics.geometry import volume_coordinates_mm
 
 __all__ = ["measure_tube", "screen_tubes"]
 
 _NOMINAL_MM = 10.0  # where a free radius starts (the reach of the fitted region scales with it)
-
-
-def _box(shape, voxel_mm, centre_mm, extent_mm) -> tuple[slice, slice, slice]:
-    """Array slices (z, y, x) of the voxels within ``extent_mm`` (x, y, z) of ``centre_mm``
-    (volume mm, :func:`volume_coordinates_mm`)."""
-    out = []
-    for n, d, c, e in zip(shape, voxel_mm[::-1], centre_mm[::-1], extent_mm[::-1], strict=True):
-        lo = int(np.floor((c - e) / d)) + n // 2
-        hi = int(np.ceil((c + e) / d)) + n // 2 + 1
-        out.append(slice(min(max(lo, 0), n), min(max(hi, 0), n)))
-    return tuple(out)
 
 
 class _TubeFit:
@@ -45,7 +34,7 @@ class _TubeFit:
         half = max(tube.length_mm / 2 - 3 * vox, vox)
         reach = self.guess * 1.5 + 2 * vox
         # only the box around the tube is looked at: it holds every voxel of the region
-        box = _box(magnitude.shape, voxel_mm, tube.centre_mm, half * np.abs(tube.axis) + reach)
+        box = tube_box(magnitude.shape, voxel_mm, tube.centre_mm, half * np.abs(tube.axis) + reach)
         coords = volume_coordinates_mm(magnitude.shape, voxel_mm, box)
         rel = np.moveaxis(coords, 0, -1) - tube.centre_mm
         along = rel @ tube.axis
