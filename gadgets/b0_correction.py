@@ -5,6 +5,10 @@ bin each, followed by the field map as its own series (``Hz``) when ``output_map
 
 Without two echoes and without ``map_file``, the volumes pass through at their 0 Hz bin, with
 a warning: nothing is corrected.
+
+The combination's noise gain (meta ``DataRole=NoiseGain``, from the coil combination) is held
+too and leaves before the echoes, times the first echo's MFI share
+(:func:`gadgets.core.numerics.image_noise.mfi_noise_gain`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import ismrmrd
 import numpy as np
 
 from gadgets.core.numerics.b0 import field_map_hz, mfi_apply, mfi_weights
+from gadgets.core.numerics.image_noise import bin_noise_covariance, mfi_noise_gain
 from gadgets.echo_volumes import EchoVolumesGadget
 from gadgets.runtime.gadget import Property
 from gadgets.volume_meta import GriddedVolume
@@ -41,6 +46,16 @@ class B0Correction(EchoVolumesGadget):
         "output_map": Property(bool, True, "also return the field map as a series"),
         "map_series_index": Property(int, 40, "image_series_index of the field map"),
     }
+
+    def setup(self) -> None:
+        super().setup()
+        self.noise_gain: ismrmrd.Image | None = None
+
+    def process(self, item):
+        if isinstance(item, ismrmrd.Image) and read_meta(item).get("DataRole") == "NoiseGain":
+            self.noise_gain = item  # leaves with the echoes, with the MFI's share
+            return
+        yield from super().process(item)
 
     def _field_map(self, centre: int) -> tuple[np.ndarray | None, str]:
         if self.map_file:
@@ -71,6 +86,18 @@ class B0Correction(EchoVolumesGadget):
                 self.context.file_error(str(path), f"map_file {path}: {exc}", "map_file")
             ) from None
         return fmap.astype(np.float32)
+
+    def _noise_gain(self, info: GriddedVolume, mfi: np.ndarray | None) -> ismrmrd.Image:
+        """The held noise gain, times the MFI's (``mfi``: the echo's coefficients, None when
+        only the 0 Hz bin is kept: no change)."""
+        held, self.noise_gain = self.noise_gain, None
+        if mfi is None or info.noise_weights is None:
+            return held
+        cov = bin_noise_covariance(
+            np.asarray(info.noise_weights), np.asarray(info.bins_hz), info.sample_times_s
+        )
+        gain = np.asarray(held.data[0], np.float32) * mfi_noise_gain(mfi, cov)
+        return volume_image(gain, held, read_meta(held), series_index=held.image_series_index)
 
     def _volume(self, echo: int) -> GriddedVolume:
         return GriddedVolume.from_meta(read_meta(self.echoes[echo]), "B0Correction")
@@ -105,6 +132,8 @@ class B0Correction(EchoVolumesGadget):
                 if key not in weights:
                     weights[key] = mfi_weights(bins, fmap, info.sample_times_s)
                 out = mfi_apply(img.data, weights[key])
+            if self.noise_gain is not None and echo == min(self.echoes):
+                yield self._noise_gain(info, weights.get((info.samples, info.dwell_s)))
             meta = info.with_(bins_hz=(0.0,), b0_correction=corrected).to_meta()
             yield volume_image(out, img, meta, contrast=echo, series_index=img.image_series_index)
         if fmap is not None and self.output_map:

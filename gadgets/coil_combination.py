@@ -38,6 +38,10 @@ strength) is used, and a file made with another coil is never used, whatever its
 that records its coil (``measured_with``). A file that records no coil is matched by channel count
 alone, and only when named. No matching file: a warning naming each file's reason, and the volume
 says so (``SodiumReceiveCorrected=0``), which the calibration of an array refuses.
+
+When the gridder reports its noise weights (``SodiumNoiseWeights``), the combination's noise gain
+``sum_c |w_c|^2`` (:mod:`gadgets.core.numerics.image_noise`) also goes downstream once, as an
+image with meta ``DataRole=NoiseGain``: the map's standard error is made from it.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from scipy.ndimage import gaussian_filter
 
 from gadgets.core.numerics.channel_combination import roemer, sum_of_squares, walsh_weights
 from gadgets.core.numerics.geometry import Geometry
+from gadgets.core.numerics.image_noise import combination_noise_gain
 from gadgets.core.receive.coil_file import (
     CoilFileError,
     coil_files_with_identity,
@@ -66,7 +71,11 @@ from gadgets.runtime.notice import Notice
 from gadgets.volume_meta import GriddedVolume
 from gadgets.volumes import read_meta, volume_image
 
-__all__ = ["CoilCombiner"]
+__all__ = ["CoilCombiner", "NOISE_GAIN_META"]
+
+# the combined volume's noise variance per voxel over one whitened channel's (B0Correction
+# applies its MFI's share; TscCalibration turns it into the map's standard error)
+NOISE_GAIN_META = {"DataRole": "NoiseGain"}
 
 log = logging.getLogger(__name__)
 _METHODS = ("adaptive", "sos", "roemer")
@@ -139,6 +148,7 @@ class CoilCombiner(Gadget):
         self._profile: tuple[Geometry, np.ndarray, np.ndarray] | None = None
         self._precomputed_for = ""
         self.validity: np.ndarray | None = None
+        self._gain_sent = False
         self.corrected = False
         self.combination = self.method
         self.notices: list[Notice] = []
@@ -290,6 +300,13 @@ class CoilCombiner(Gadget):
         )
         return (base / np.maximum(profile, 1e-3)[None]).astype(np.complex64)
 
+    def _noise_gain(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The combined image's noise variance over one channel's (whitened channels)."""
+        if self.method == "sos" or self.weights is None:
+            return np.ones(shape, np.float32)  # |x| of unit-norm-like weights at good SNR
+        roemer = self.method == "roemer" and self.combination == "roemer"
+        return combination_noise_gain(self.weights, roemer=roemer)
+
     def _warn(self, text: str) -> None:
         """Logged, and sent to the client once (with the combined volume)."""
         log.warning(text)
@@ -343,6 +360,9 @@ class CoilCombiner(Gadget):
             meta = {"DataRole": "ReceiveProfileValidity", "SodiumCombination": self.combination}
             yield volume_image(self.validity.astype(np.float32), item, meta)
             self.validity = None
+        if not self._gain_sent and info.noise_weights is not None:  # once, for the calibration
+            self._gain_sent = True
+            yield volume_image(self._noise_gain(item.data.shape[1:]), item, NOISE_GAIN_META)
         yield volume_image(
             out.astype(np.complex64),
             item,

@@ -64,21 +64,19 @@ from gadgets.runtime.gadget import Gadget, Property
 from gadgets.runtime.notice import Notice
 from gadgets.runtime.pacs import PacsTarget, c_store
 from gadgets.runtime.protocol import DicomFile
-from gadgets.volumes import picture_rgb
+from gadgets.volumes import picture_rgb, read_meta
 
 __all__ = ["DicomOutput"]
 
 log = logging.getLogger(__name__)
 _DELIVERIES = ("auto", "stream", "folder", "pacs", "none")
+# what one step hands a later one (a chain that lacks the later step leaves them here)
+_INTERMEDIATE = ("NoiseWhitening", "ReceiveProfileValidity", "NoiseGain")
 
 
 def _meta(image: ismrmrd.Image) -> dict[str, str]:
-    text = image.attribute_string
-    if not text:
-        return {}
     try:
-        meta = ismrmrd.Meta.deserialize(text)
-        return {k: str(meta[k]) for k in meta.keys()}
+        return {k: str(v) for k, v in read_meta(image).items()}
     except Exception:  # unreadable meta: treat as none
         log.warning("ignoring unreadable image meta")
         return {}
@@ -155,6 +153,9 @@ class DicomOutput(Gadget):
             yield item
             return
         meta = _meta(item)
+        if meta.get("DataRole") in _INTERMEDIATE:  # for a later step, not for a console
+            log.debug("not delivered: an intermediate %s image", meta["DataRole"])
+            return
         if meta.get("DataRole") == "QA":
             yield from self._deliver_picture(item, meta)
             return

@@ -72,8 +72,9 @@ class StreamingGridder(Gadget):
         "fft_effort": Property(
             str,
             "estimate",
-            "FFTW planning: estimate, or measure (faster end-of-scan FFTs; "
-            "the plans are kept as wisdom in the cache, so the planning is paid once per machine)",
+            "FFTW planning: estimate (bit-reproducible), or measure (FFTW times candidate plans, "
+            "so the last bits of every value depend on the load while it planned; the plans are "
+            "kept as wisdom in the cache, so the planning is paid once per machine)",
             choices=("estimate", "measure", "patient"),
         ),
         "max_bad_fraction": Property(
@@ -107,6 +108,7 @@ class StreamingGridder(Gadget):
         self._pm_weights = None
         self.grids: dict[int, GridAccumulator] = {}
         self.counts: dict[int, int] = {}
+        self.noise_weights: dict[int, np.ndarray] = {}  # per sample: sum of weight^2, float64
         self.bins_hz: np.ndarray | None = None
         self.demod: np.ndarray | None = None  # (bins, samples), the same for every readout
         self.template = None
@@ -201,6 +203,8 @@ class StreamingGridder(Gadget):
         if self.k_window_beta > 0:
             weights = weights * self._window(np.linalg.norm(traj, axis=1))
         grid.add(traj, data, weights)
+        w2 = np.square(np.asarray(weights, np.float64))
+        self.noise_weights[echo] = self.noise_weights.get(echo, 0.0) + w2
         self.counts[echo] += 1
         self.template = item
 
@@ -287,6 +291,13 @@ class StreamingGridder(Gadget):
         if self.dropped:
             self._notice(f"{self.dropped} readouts with NaN or infinite samples were dropped")
 
+    def _noise_weights(self, echo: int) -> tuple[float, ...]:
+        """Per sample, the sum over readouts of weight^2, with the averaging of repeated
+        projections (:meth:`_echo_images`) applied: image noise variance per unit sample noise."""
+        averages = self.counts[echo] / self.projections
+        scale = 1.0 / averages**2 if averages > 1.01 else 1.0
+        return tuple(float(u) for u in self.noise_weights[echo] * scale)
+
     def _notice(self, text: str, level: int = logging.WARNING) -> None:
         log.log(level, text)
         self.notices.append(Notice(text, level))
@@ -304,6 +315,7 @@ class StreamingGridder(Gadget):
                 readouts=self.counts[echo],
                 echo_time_s=float(te_ms[echo]) * 1e-3 if echo < len(te_ms) else None,
                 coils=image.shape[0] // self.bins_hz.size,
+                noise_weights=self._noise_weights(echo),
             )
             meta = {"fov_mm": self.fov_mm, **info.to_meta()}
             log.info(

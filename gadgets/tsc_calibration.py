@@ -10,6 +10,11 @@ Outputs (ISMRMRD images with console meta, each its own series):
 * ``tsc_series_index`` (10): ``Na23 TSC [mmol/L]``, ``DataRole=Quantitative``, the fit in
   ``ImageComments`` and, as data, in the meta ``SodiumCalibration`` (JSON:
   :meth:`~gadgets.core.calibration.calibrate.CalibrationResult.to_dict`);
+* ``standard_error_series_index`` (11), with ``output_standard_error``: ``Na23 TSC standard
+  error [mmol/L]``, one standard deviation of the map per voxel from the image noise and the tube
+  fit's (:mod:`gadgets.core.calibration.uncertainty`; the noise gain comes from the coil
+  combination, the noise weights from the gridder). The QA picture prints the 95% interval of a
+  typical brain value (the median over the head) with it;
 * ``sodium_r_series_index`` (30), with two echoes and ``output_sodium_r``: the relaxation-weighted
   23NaR image ``I(TE1) - exp[(TE2 - TE1)/T2*_CSF] I(TE2)`` in the same mM scale;
 * the uncalibrated first-echo image (``uncalibrated_series_index``, 20) when
@@ -39,7 +44,9 @@ from scipy.ndimage import gaussian_filter
 
 from gadgets.core.calibration.calibrate import CalibrationResult, TubeSetup, calibrate
 from gadgets.core.calibration.tube import tubes_mask
+from gadgets.core.calibration.tube_fit import signal_variance
 from gadgets.core.calibration.tube_templates import readout_filter, undo_tube_blur
+from gadgets.core.calibration.uncertainty import fit_covariance, tsc_standard_error
 from gadgets.core.numerics import relaxation as rx
 from gadgets.core.numerics.apodization import kaiser_window
 from gadgets.core.receive.coil_identity import SINGLE_CHANNEL
@@ -151,6 +158,12 @@ class TscCalibration(EchoVolumesGadget):
         ),
         "output_sodium_r": Property(bool, True, "with two echoes, also the 23NaR map"),
         "output_uncalibrated": Property(bool, False, "also the uncalibrated image"),
+        "output_standard_error": Property(
+            bool, False, "also the TSC map's standard error (mmol/L; image noise and the fit's)"
+        ),
+        "standard_error_series_index": Property(
+            int, 11, "series index of the TSC standard-error map"
+        ),
         "tsc_series_index": Property(int, 10, "series index of the TSC map"),
         "uncalibrated_series_index": Property(int, 20, "series index, uncalibrated image"),
         "sodium_r_series_index": Property(int, 30, "series index of the 23NaR map"),
@@ -183,6 +196,7 @@ class TscCalibration(EchoVolumesGadget):
                 warm_up()
         self.tube = self._tube_relaxation(self.tube)
         self.validity: np.ndarray | None = None
+        self.noise_gain: np.ndarray | None = None
 
     def _tube_relaxation(self, default: rx.Relaxation) -> rx.Relaxation:
         """The class's relaxation with the site's measured values in its place."""
@@ -216,10 +230,12 @@ class TscCalibration(EchoVolumesGadget):
         return f"tubes T1 {1e3 * t.t1_s:g} ms, T2* {t2} ms ({fr}): {source}"
 
     def process(self, item):
-        if isinstance(item, ismrmrd.Image) and (
-            read_meta(item).get("DataRole") == "ReceiveProfileValidity"
-        ):
+        role = read_meta(item).get("DataRole") if isinstance(item, ismrmrd.Image) else None
+        if role == "ReceiveProfileValidity":
             self.validity = np.asarray(item.data[0]) > 0.5  # from CoilCombiner: consumed here
+            return
+        if role == "NoiseGain":
+            self.noise_gain = np.asarray(item.data[0], np.float32)  # consumed here too
             return
         yield from super().process(item)
 
@@ -284,7 +300,7 @@ class TscCalibration(EchoVolumesGadget):
         if problem and fit is not None:
             problem = f"{problem}: {fit.summary()}"
         smooth = self.smoothing_fwhm_mm / 2.3548 / voxel_mm[::-1] if self.smoothing_fwhm_mm else 0
-        tsc = None
+        tsc = se = None
         if problem:
             message = f"TSC calibration failed ({problem}); returning the uncalibrated image"
             log.warning(message)
@@ -294,15 +310,25 @@ class TscCalibration(EchoVolumesGadget):
             if self.undo_tube_blur:
                 signal = undo_tube_blur(mag1, voxel_mm, [t for t, _ in result.pairs], kfilter)
             tsc = fit.tsc_mM(signal)
+            factor = 1.0
             if self.class_correction and self.tr_s is not None:
                 factor = self._class_factor(tsc, mag1, te1)
                 # inside the tubes the medium is the tube's own, which the fit calibrated
                 inside = tubes_mask(shape, voxel_mm, [t for t, _ in result.pairs], voxel_mm.mean())
-                tsc = tsc * np.where(inside, 1.0, factor)
+                factor = np.where(inside, 1.0, factor)
+                tsc = tsc * factor
+            se, se_missing = None, ""
+            if self.output_standard_error:
+                se, se_missing = self._standard_error(
+                    signal, mag1, kfilter, info, result, factor, voxel_mm
+                )
+            if se_missing:
+                log.warning("no TSC standard error: %s", se_missing)
+                yield Notice(f"no TSC standard error: {se_missing}")
             if self.smoothing_fwhm_mm:
                 tsc = gaussian_filter(tsc, smooth)
         # the picture is drawn in the helper process while the maps below are sent
-        picture = self._qa_start(mag1, voxel_mm, result, tsc)
+        picture = self._qa_start(mag1, voxel_mm, result, tsc, se)
         record = json.dumps(result.to_dict())
         if problem:
             yield Notice(message)
@@ -315,6 +341,17 @@ class TscCalibration(EchoVolumesGadget):
             yield volume_image(
                 tsc.astype(np.float32), first, meta, series_index=self.tsc_series_index
             )
+            if se is not None:
+                meta = self._meta(
+                    "Na23 TSC standard error [mmol/L]",
+                    "mmol/L",
+                    "TSC_SE",
+                    "_TSCSE",
+                    (5, 10),
+                    "1 SD of the TSC map from image noise and the tube fit (repeat-scan spread; "
+                    f"systematic errors not included); {comments}",
+                )
+                yield volume_image(se, first, meta, series_index=self.standard_error_series_index)
             if self.necho >= 2 and self.output_sodium_r and 1 in self.echoes:
                 x2, info2 = self._echo(1)
                 te2 = info2.require_echo_time("TscCalibration")
@@ -351,12 +388,43 @@ class TscCalibration(EchoVolumesGadget):
         if picture is not None:
             yield from self._qa_finish(picture, first, fit, result.failure)
 
+    def _standard_error(self, signal, mag1, kfilter, info: GriddedVolume, result, factor, voxel_mm):
+        """``(standard error map, "")`` in mmol/L (:mod:`gadgets.core.calibration.uncertainty`),
+        or ``(None, why not)``."""
+        if self.noise_gain is None or info.noise_power is None:
+            return None, "the image noise is unknown (no noise gain from the coil combination)"
+        if self.noise_gain.shape != signal.shape:
+            return None, f"noise gain {self.noise_gain.shape}, map {signal.shape}"
+        if self.smoothing_fwhm_mm:
+            return None, "not propagated through smoothing_fwhm_mm (correlated noise)"
+        mag_var = 0.5 * info.noise_power * self.noise_gain  # the magnitude: half the complex
+        fit = result.fit
+        tubes = fit.tubes or [t for t, _ in result.pairs]
+        head = result.head if result.head is not None else np.zeros(signal.shape, bool)
+        fitted = not self.tube_radius_mm
+        tube_var = [
+            signal_variance(mag1, voxel_mm, t, head, kfilter, mag_var, fitted) for t in tubes
+        ]
+        cov = fit_covariance(fit, tube_var)
+        return tsc_standard_error(signal, mag_var, fit, cov, factor), ""
+
+    @staticmethod
+    def _typical_interval(tsc: np.ndarray, se: np.ndarray, head: np.ndarray | None) -> str:
+        """The 95% interval of a typical brain value (the median over the head), for the QA."""
+        inside = head if head is not None and head.shape == tsc.shape and head.any() else tsc > 20
+        value, sd = float(np.median(tsc[inside])), float(np.median(se[inside]))
+        return (
+            f"typical brain value {value:.1f} mM, 95% interval +/- {1.96 * sd:.1f} mM "
+            "(image noise and tube fit; systematic errors not included)"
+        )
+
     def _qa_start(
         self,
         mag1: np.ndarray,
         voxel_mm: np.ndarray,
         result: CalibrationResult,
         tsc: np.ndarray | None,
+        se: np.ndarray | None = None,
     ):
         """Start drawing the QA picture (see the module docstring): ``mag1`` the first-echo
         magnitude (a.u.), ``voxel_mm`` (x, y, z), the calibration, the TSC map (mM, None when
@@ -403,7 +471,11 @@ class TscCalibration(EchoVolumesGadget):
                 title=f"{protocol}, {self.field_T:g} T, {self.tube_class} tubes, sodium-gadgets",
                 identity=_identity_line(self.header),
                 directions=directions,
-                notes=(self.relaxation_note(), f"receive profile: {self.combination_note}"),
+                notes=(
+                    self.relaxation_note(),
+                    f"receive profile: {self.combination_note}",
+                    *([self._typical_interval(tsc, se, result.head)] if se is not None else []),
+                ),
             )
             return qa, render_async(qa, use_helper=self.qa_helper)
         except Exception as exc:  # the picture is an extra: never lose the scan for it

@@ -20,6 +20,14 @@ meta key                     meaning                                            
 ``SodiumReadouts``           readouts gridded into this echo                    StreamingGridder
 ``SodiumEchoTimeS``          echo time of this echo, s (absent: the header has  StreamingGridder
                              no TE for it)
+``SodiumNoiseWeights``       per sample of a readout, ``sum over readouts of    StreamingGridder
+(list)                       u^2`` (``u`` the sample's density weight times
+                             window, over the averages): one channel's image
+                             noise variance is their sum for unit-variance
+                             (prewhitened) samples; between MFI bins ``l, m``
+                             the covariance is ``sum_s U_s e^(2 pi i (f_l -
+                             f_m) t_s)`` (:func:`~gadgets.core.numerics.noise.
+                             bin_noise_covariance`)
 ``SodiumCoils``              coils before combination (absent after it)         StreamingGridder
 ``SodiumCombination``        how the coils were combined, e.g.                  CoilCombiner
                              ``model:loops_8ch``, ``adaptive``
@@ -69,6 +77,12 @@ class GriddedVolume:
     combination: str = ""
     b0_correction: str = ""
     receive_corrected: bool | None = None
+    noise_weights: tuple[float, ...] | None = None
+
+    @property
+    def noise_power(self) -> float | None:
+        """One channel's image noise variance per unit sample noise variance (None: unknown)."""
+        return None if self.noise_weights is None else float(np.sum(self.noise_weights))
 
     @property
     def samples(self) -> int:
@@ -118,6 +132,8 @@ class GriddedVolume:
             meta["SodiumB0Correction"] = self.b0_correction
         if self.receive_corrected is not None:
             meta["SodiumReceiveCorrected"] = int(self.receive_corrected)
+        if self.noise_weights is not None:
+            meta["SodiumNoiseWeights"] = [f"{u:.6g}" for u in self.noise_weights]
         return meta
 
     @classmethod
@@ -154,6 +170,9 @@ class GriddedVolume:
                     bool(int(float(meta["SodiumReceiveCorrected"])))
                     if "SodiumReceiveCorrected" in meta
                     else None
+                ),
+                noise_weights=(
+                    _floats(meta, "SodiumNoiseWeights") if "SodiumNoiseWeights" in meta else None
                 ),
             )
         except (TypeError, ValueError) as exc:

@@ -268,3 +268,49 @@ def test_cstore_proposes_secondary_capture(birdcage, tmp_path):
             server.shutdown()
         assert len(stored) == len(report.stored) == stored_expected
         assert (report.error is None) == (stored_expected == 2)
+
+
+def test_standard_error_map_predicts_the_spread_of_repeated_scans(tmp_path, monkeypatch):
+    """The optional standard-error series against three noise realisations of one scan: the
+    mean predicted variance over the head within 20% of the observed one; the QA picture
+    prints the 95% interval of a typical brain value."""
+    import dataclasses
+
+    from gadgets.app.application import application
+    from gadgets.core.output import qa_process
+    from gadgets.runtime.chain import load_chain
+    from gadgets.runtime.context import StepContext
+    from gadgets.runtime.runner import ChainRunner
+    from gadgets.simulator.scan import ScanDescription, simulate
+
+    notes = []
+    render = qa_process.render_async
+    monkeypatch.setattr(
+        qa_process, "render_async", lambda qa, **kw: notes.append(qa.notes) or render(qa, **kw)
+    )
+    app = application()
+    desc = ScanDescription.load("tiny_birdcage")
+    maps, ses = [], []
+    for seed in range(3):
+        simulate(dataclasses.replace(desc, noise_seed=seed), tmp_path / str(seed))
+        xml, items = read_raw(tmp_path / str(seed) / "tiny_birdcage.h5")
+        runner = ChainRunner(
+            load_chain("sodium_tsc", app.chains_dir),
+            xml,
+            {"deliver": "none", "output_standard_error": "true", "qa_helper": "false"},
+            app.allowed_modules,
+            StepContext(resource_dirs=(app.chains_dir,)),
+        )
+        out = [x for item in items for x in runner.push(item)] + runner.finish()
+        series = {x.image_series_index: x for x in out if isinstance(x, ismrmrd.Image)}
+        assert read_meta(series[11])["SeriesDescription"] == "Na23 TSC standard error [mmol/L]"
+        assert read_meta(series[11])["Units"] == "mmol/L"
+        maps.append(series[10].data[0])
+        ses.append(series[11].data[0])
+    maps, ses = np.stack(maps), np.stack(ses)
+    head = maps.mean(axis=0) > 20
+    assert np.all(np.isfinite(ses)) and np.all(ses[:, head] > 0)
+    ratio = np.sqrt(maps.var(axis=0, ddof=1)[head].mean() / np.mean(ses[:, head] ** 2))
+    assert 0.8 <= ratio <= 1.2, ratio
+    interval = [n for n in notes[-1] if "95% interval" in n]
+    assert interval and "typical brain value" in interval[0]

@@ -7,5 +7,6 @@
   its blur in the map;
 * :mod:`.tube_fit`: measuring a tube by its template, screening candidates;
 * :mod:`.linear_fit`: the line ``S = a C + b`` and pairing tubes with concentrations;
+* :mod:`.uncertainty`: the TSC map's standard error (image noise and the fit's);
 * :mod:`.errors`: :class:`~.errors.CalibrationError`, the one refusal.
 """

@@ -9,6 +9,7 @@
 :mod:`.nudft`                   the exact non-uniform DFT (reference for tests)
 :mod:`.phantom`                 analytic sphere phantoms and their exact k-space
 :mod:`.noise`                   noise covariance and prewhitening
+:mod:`.image_noise`             image noise variance through gridding, combination and MFI
 :mod:`.channel_combination`     root sum of squares, Walsh adaptive, Roemer
 :mod:`.b0`                      field map from two echoes, multi-frequency interpolation
 :mod:`.relaxation`              relaxation weighting, tube/tissue class correction, 23NaR

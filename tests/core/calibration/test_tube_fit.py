@@ -5,7 +5,7 @@ import pytest
 from conftest import VOXEL_4MM, readout_weighting
 
 from gadgets.core.calibration.tube import Tube
-from gadgets.core.calibration.tube_fit import measure_tube, screen_tubes
+from gadgets.core.calibration.tube_fit import measure_tube, screen_tubes, signal_variance
 from gadgets.core.calibration.tube_templates import template_image, undo_tube_blur
 from gadgets.core.numerics.geometry import volume_coordinates_mm
 
@@ -57,3 +57,24 @@ def test_screening_keeps_the_tubes_not_a_blob():
     head = np.zeros(SHAPE, bool)
     kept = screen_tubes(image, VOXEL_4MM, [blob, *tubes], head, kf, 10.0, keep=3)
     assert kept == tubes
+
+
+@pytest.mark.parametrize("radius_mm", [0.0, 10.0])
+def test_signal_variance_is_the_spread_of_repeated_fits(radius_mm):
+    """The template fit's predicted signal noise against 40 noise realisations of one tube,
+    with the radius fitted and fixed; the amplitude alone (sum T^2) would predict much less."""
+    kf = readout_weighting()
+    truth = Tube(np.array([36.0, -8.0, 0.0]), np.array([0.0, 0.0, 1.0]), 50.0)
+    clean = 90.0 * template_image(SHAPE, VOXEL_4MM, truth, 10.0, kf)
+    head = np.zeros(SHAPE, bool)
+    rng = np.random.default_rng(5)
+    signals, predicted = [], []
+    for _ in range(40):
+        image = clean + rng.normal(0, 3.0, SHAPE)
+        tube = measure_tube(
+            image, VOXEL_4MM, Tube(truth.centre_mm, truth.axis, 56.0), head, kf, radius_mm
+        )
+        signals.append(tube.signal)
+        var = np.full(SHAPE, 9.0)
+        predicted.append(signal_variance(image, VOXEL_4MM, tube, head, kf, var, radius_mm == 0))
+    assert np.sqrt(np.mean(predicted)) == pytest.approx(np.std(signals, ddof=1), rel=0.25)

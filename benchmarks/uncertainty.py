@@ -1,0 +1,136 @@
+"""The TSC map's standard error against repeated noise realisations of the same scan.
+
+The scan is simulated ``--repeats`` times with the same head, coil and tubes and another noise
+(``ScanDescription.noise_seed``), each reconstructed with its protocol's chain and
+``output_standard_error=true``. Per ROI of the truth (and over the whole head), the observed
+spread is the standard deviation over the repeats at each voxel, the predicted one the mean of the
+standard-error maps; both are averaged as variances over the ROI's voxels:
+
+    ratio = sqrt(mean over voxels of observed variance / mean of predicted variance)
+
+With ``R`` repeats a variance is known to about ``sqrt(2 / (R - 1))`` per voxel; the ROI's voxels
+average that down (less than their count, their noise is correlated). Target: every ratio within
+20% of 1, but in the tubes: the fit took its line from their own voxels, so their map's noise is
+partly absorbed by it, and the standard error (which treats the two as independent) over-states
+it there.
+
+    python benchmarks/uncertainty.py [--scan brain_3T_tpi_birdcage] [--repeats 8] [--dir sim]
+                                     [--set key=value ...]
+
+The last line is ``uncertainty: scan=<name> repeats=<R> head_ratio=<r> worst_roi_ratio=<r>
+within_20pct=<yes|no>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import ismrmrd
+import numpy as np
+
+from gadgets.app.application import application
+from gadgets.core.numerics.geometry import Geometry
+from gadgets.runtime.chain import load_chain
+from gadgets.runtime.client import read_raw
+from gadgets.runtime.context import StepContext
+from gadgets.runtime.protocol_map import chain_for_protocol
+from gadgets.runtime.runner import ChainRunner
+from gadgets.simulator.scan import ScanDescription, simulate
+from gadgets.volumes import read_meta
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import site_settings  # noqa: E402
+
+TSC, SE = "Na23 TSC [mmol/L]", "Na23 TSC standard error [mmol/L]"
+
+
+def reconstruct(raw: Path, overrides: dict[str, str]) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """The TSC map and its standard error (mM) of ``raw`` through its protocol's chain."""
+    app = application()
+    xml, items = read_raw(raw)
+    entry = chain_for_protocol(xml, app.chains_dir)
+    settings = {**entry.overrides, "deliver": "none", "output_standard_error": "true", **overrides}
+    runner = ChainRunner(
+        load_chain(entry.chain, app.chains_dir),
+        xml,
+        settings,
+        app.allowed_modules,
+        StepContext(resource_dirs=(app.chains_dir,)),
+    )
+    out = []
+    for item in items:
+        out += runner.push(item)
+    out += runner.finish()
+    series = {read_meta(x).get("SeriesDescription"): x for x in out if isinstance(x, ismrmrd.Image)}
+    missing = [k for k in (TSC, SE) if k not in series]
+    if missing:
+        notices = [str(x) for x in out if not isinstance(x, ismrmrd.Image)]
+        raise SystemExit(f"{raw.name}: no {', '.join(missing)} (notices: {notices})")
+    return series[TSC].data[0], series[SE].data[0], Geometry.from_image(series[TSC])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scan", default="brain_3T_tpi_birdcage", help="named scan or JSON file")
+    ap.add_argument("--repeats", type=int, default=8)
+    ap.add_argument("--dir", default="sim", help="where the repeats are simulated")
+    ap.add_argument("--set", action="append", default=[], help="chain property key=value")
+    args = ap.parse_args()
+    desc = ScanDescription.load(args.scan)
+    # a site-B scan: its own coil file (from its bottle) and tube settings, as accuracy.py
+    overrides = {**site_settings(desc, Path(args.dir)), **dict(kv.split("=", 1) for kv in args.set)}
+    work = Path(args.dir) / f"{desc.name}_noise_repeats"
+    maps, ses = [], []
+    truth = geom = None
+    for i in range(args.repeats):
+        folder = work / f"noise{i:02d}"
+        raw = folder / f"{desc.name}.h5"
+        if not raw.exists():
+            simulate(dataclasses.replace(desc, noise_seed=i), folder)
+        tsc, se, geom = reconstruct(raw, overrides)
+        maps.append(tsc)
+        ses.append(se)
+        truth = folder / f"{desc.name}_truth.json"
+        print(
+            f"repeat {i + 1}/{args.repeats}: median SE {np.median(se[tsc > 20]):.2f} mM", flush=True
+        )
+    maps_a, ses_a = np.stack(maps), np.stack(ses)
+    observed_var = maps_a.var(axis=0, ddof=1)
+    predicted_var = np.mean(ses_a.astype(np.float64) ** 2, axis=0)
+    pts = geom.points_mm()
+    rois = json.loads(truth.read_text())["rois"]
+    print(f"\n{desc.name}: {args.repeats} noise realisations")
+    print(f"{'ROI':14s} {'voxels':>6s} {'observed SD':>11s} {'predicted SE':>12s} {'ratio':>6s}")
+    ratios = []
+    for roi in rois:
+        inside = np.sum((pts - np.asarray(roi["centre_mm"])) ** 2, axis=-1) <= roi["radius_mm"] ** 2
+        if inside.sum() < 3:
+            continue
+        obs, pred = float(observed_var[inside].mean()), float(predicted_var[inside].mean())
+        ratio = np.sqrt(obs / pred)
+        tube = roi["name"].startswith("tube")
+        if not tube:
+            ratios.append(ratio)
+        print(
+            f"{roi['name']:14s} {int(inside.sum()):6d} {np.sqrt(obs):11.3f} {np.sqrt(pred):12.3f} "
+            f"{ratio:6.3f}"
+            + ("  (the fit absorbs the tube's own noise: not a target)" if tube else "")
+        )
+    head = np.mean(maps_a, axis=0) > 20
+    head_ratio = float(np.sqrt(observed_var[head].mean() / predicted_var[head].mean()))
+    print(f"{'head (>20 mM)':14s} {int(head.sum()):6d} {'':11s} {'':12s} {head_ratio:6.3f}")
+    worst = max([head_ratio, *ratios], key=lambda r: abs(r - 1.0))
+    ok = abs(worst - 1.0) <= 0.2
+    print(
+        f"uncertainty: scan={desc.name} repeats={args.repeats} head_ratio={head_ratio:.3f} "
+        f"worst_roi_ratio={worst:.3f} within_20pct={'yes' if ok else 'no'}"
+    )
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
