@@ -11,8 +11,7 @@ standard-error maps; both are averaged as variances over the ROI's voxels:
 With ``R`` repeats a variance is known to about ``sqrt(2 / (R - 1))`` per voxel; the ROI's voxels
 average that down (less than their count, their noise is correlated). Target: every ratio within
 20% of 1, but in the tubes: the fit took its line from their own voxels, so their map's noise is
-partly absorbed by it, and the standard error (which treats the two as independent) over-states
-it there.
+partly correlated with the fit's, which the standard error treats as independent.
 
     python benchmarks/uncertainty.py [--scan brain_3T_tpi_birdcage] [--repeats 8] [--dir sim]
                                      [--set key=value ...]

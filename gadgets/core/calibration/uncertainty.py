@@ -19,9 +19,9 @@ What it leaves out, so what a repeated scan would *not* show either: systematic 
 residuals, resolution, the relaxation values set for the tubes), the noise of the class
 correction's fluid fraction (from smoothed images), and noise correlation between voxels, so
 maps smoothed after calibration get no standard error. Inside the tubes the fit's noise and the
-voxel's are not independent (the line is taken from those voxels), so there it over-states the
-spread (measured: 20-25% on the CI scan). It is the spread of repeated scans of the same head, not
-the error against the truth.
+voxel's are not independent (the line is taken from those voxels), so there it is only a rough
+guide (measured: 0.74-1.6 times the spread). It is the spread of repeated scans of the same head,
+not the error against the truth.
 """
 
 from __future__ import annotations
