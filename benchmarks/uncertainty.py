@@ -33,11 +33,7 @@ import numpy as np
 
 from gadgets.app.application import application
 from gadgets.core.numerics.geometry import Geometry
-from gadgets.runtime.chain import load_chain
-from gadgets.runtime.client import read_raw
-from gadgets.runtime.context import StepContext
-from gadgets.runtime.protocol_map import chain_for_protocol
-from gadgets.runtime.runner import ChainRunner
+from gadgets.runtime.client import run_file
 from gadgets.simulator.scan import ScanDescription, simulate
 from gadgets.volumes import read_meta
 
@@ -49,21 +45,8 @@ TSC, SE = "Na23 TSC [mmol/L]", "Na23 TSC standard error [mmol/L]"
 
 def reconstruct(raw: Path, overrides: dict[str, str]) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """The TSC map and its standard error (mM) of ``raw`` through its protocol's chain."""
-    app = application()
-    xml, items = read_raw(raw)
-    entry = chain_for_protocol(xml, app.chains_dir)
-    settings = {**entry.overrides, "deliver": "none", "output_standard_error": "true", **overrides}
-    runner = ChainRunner(
-        load_chain(entry.chain, app.chains_dir),
-        xml,
-        settings,
-        app.allowed_modules,
-        StepContext(resource_dirs=(app.chains_dir,)),
-    )
-    out = []
-    for item in items:
-        out += runner.push(item)
-    out += runner.finish()
+    settings = {"deliver": "none", "output_standard_error": "true", **overrides}
+    out = list(run_file(raw, application(), overrides=settings))
     series = {read_meta(x).get("SeriesDescription"): x for x in out if isinstance(x, ismrmrd.Image)}
     missing = [k for k in (TSC, SE) if k not in series]
     if missing:

@@ -278,9 +278,7 @@ def test_standard_error_map_predicts_the_spread_of_repeated_scans(tmp_path, monk
 
     from gadgets.app.application import application
     from gadgets.core.output import qa_process
-    from gadgets.runtime.chain import load_chain
-    from gadgets.runtime.context import StepContext
-    from gadgets.runtime.runner import ChainRunner
+    from gadgets.runtime.client import run_file
     from gadgets.simulator.scan import ScanDescription, simulate
 
     notes = []
@@ -293,15 +291,9 @@ def test_standard_error_map_predicts_the_spread_of_repeated_scans(tmp_path, monk
     maps, ses = [], []
     for seed in range(3):
         simulate(dataclasses.replace(desc, noise_seed=seed), tmp_path / str(seed))
-        xml, items = read_raw(tmp_path / str(seed) / "tiny_birdcage.h5")
-        runner = ChainRunner(
-            load_chain("sodium_tsc", app.chains_dir),
-            xml,
-            {"deliver": "none", "output_standard_error": "true", "qa_helper": "false"},
-            app.allowed_modules,
-            StepContext(resource_dirs=(app.chains_dir,)),
-        )
-        out = [x for item in items for x in runner.push(item)] + runner.finish()
+        settings = {"deliver": "none", "output_standard_error": "true", "qa_helper": "false"}
+        raw = tmp_path / str(seed) / "tiny_birdcage.h5"
+        out = list(run_file(raw, app, "sodium_tsc", settings))
         series = {x.image_series_index: x for x in out if isinstance(x, ismrmrd.Image)}
         assert read_meta(series[11])["SeriesDescription"] == "Na23 TSC standard error [mmol/L]"
         assert read_meta(series[11])["Units"] == "mmol/L"

@@ -35,7 +35,7 @@ from gadgets.runtime.protocol import (
 from gadgets.runtime.protocol_map import chain_for_protocol
 from gadgets.runtime.runner import ChainRunner
 
-__all__ = ["SendResult", "read_raw", "recon_file", "send_file"]
+__all__ = ["SendResult", "read_raw", "recon_file", "run_file", "send_file"]
 
 log = logging.getLogger(__name__)
 
@@ -85,22 +85,32 @@ def recon_file(
 ) -> OutputFolder:
     """Run a chain (by name or path; the protocol map's choice when None) on a file in-process,
     with the chains of ``app``; what comes back lands in ``out_dir``."""
+    out = OutputFolder(out_dir, app.dicom_hooks)
+    try:
+        for result in run_file(path, app, chain, overrides):
+            out.add(result)
+    finally:
+        out.close()
+    return out
+
+
+def run_file(
+    path: str | Path,
+    app: Application,
+    chain: str | None = None,
+    overrides: dict | None = None,
+) -> Iterator:
+    """What a chain (by name or path; the protocol map's choice when None, its settings under
+    ``overrides``) returns for a file, in-process, as it comes."""
     xml, items = read_raw(path)
     overrides = dict(overrides or {})
     if chain is None:
         entry = chain_for_protocol(xml, app.chains_dir)
         chain, overrides = entry.chain, {**entry.overrides, **overrides}
     runner = ChainRunner(load_chain(chain, app.chains_dir), xml, overrides, context=StepContext())
-    out = OutputFolder(out_dir, app.dicom_hooks)
-    try:
-        for item in items:
-            for result in runner.push(item):
-                out.add(result)
-        for result in runner.finish_iter():
-            out.add(result)
-    finally:
-        out.close()
-    return out
+    for item in items:
+        yield from runner.push(item)
+    yield from runner.finish_iter()
 
 
 class SendResult:
