@@ -20,7 +20,9 @@ Two runs, each against a fresh server:
     readouts over the time from the first readout sent to the server having processed the last
     (its "caught up" answer).
 
-For both: the time from the last readout sent to the last DICOM file received, split into the
+For both: the time from the last readout sent to the last DICOM file received (read whole from
+the socket; the client writes its files in a thread of its own, as ``sodium-gadgets send`` does,
+so the server never waits on the client's disk), split into the
 server catching up and the end-of-scan work (caught up -> last DICOM), and the peak resident
 memory of the server (``VmHWM``). With ``--profile``, the same chain is also run in-process on
 the whole scan, and the end-of-scan work (``ChainRunner.finish()``) is timed per step and
@@ -32,6 +34,9 @@ profiled with cProfile: where the time after the last readout goes.
 The last line is::
 
     latency: last_readout_to_dicom=<s> full_speed_total=<s> readouts_per_s=<n> peak_rss_mb=<n>
+
+Before the runs it does the install step ``sodium-gadgets fft-wisdom`` on the scan (seconds when
+this machine's wisdom has its FFTs already; ``--no-wisdom``: not, FFTW's estimate plans then).
 
 ``last_readout_to_dicom`` is the paced run's (the scanner's view: the scan ends, the series
 arrives); ``full_speed_total`` is connect -> last DICOM of the full-speed run; ``readouts_per_s``
@@ -60,11 +65,12 @@ import ismrmrd
 import numpy as np
 
 from gadgets.app.application import application
+from gadgets.app.fft_wisdom import plan_fft_wisdom
 from gadgets.app.server_process import ServerProcess
 from gadgets.runtime.chain import load_chain
 from gadgets.runtime.client import read_raw
 from gadgets.runtime.header import parse_header
-from gadgets.runtime.outputs import OutputFolder
+from gadgets.runtime.outputs import BackgroundWriter, OutputFolder
 from gadgets.runtime.parameters import ACCEPTS_QUERY
 from gadgets.runtime.protocol import (
     Close,
@@ -112,6 +118,7 @@ class Replay:
         self.rfile = self.sock.makefile("rb")
         self.reader = MessageReader(self.rfile.read)
         self.out = OutputFolder(out_dir, application().dicom_hooks)
+        self.files = BackgroundWriter(self.out)  # as sodium-gadgets send: disk off the socket
         self.timeout_s = timeout_s
         self.t_connect = time.perf_counter()
         self.sent = 0  # imaging readouts sent
@@ -138,10 +145,10 @@ class Replay:
                 elif isinstance(msg, Text | Error):
                     (self.errors if "ERROR" in msg.text else self.texts).append(msg.text)
                 elif isinstance(msg, DicomFile):
-                    self.out.add(msg)
-                    self.dicom_times.append(time.perf_counter())
+                    self.dicom_times.append(now)  # received whole (written to disk after)
+                    self.files.add(msg)
                 elif isinstance(msg, ismrmrd.Image | ismrmrd.Acquisition | ismrmrd.Waveform):
-                    self.out.add(msg)
+                    self.files.add(msg)
         except (EOFError, ProtocolError, OSError) as exc:
             if not self.closed:
                 self.errors.append(f"[client] connection ended without CLOSE: {exc}")
@@ -155,7 +162,7 @@ class Replay:
         self._receiver.join(self.timeout_s)
         self.rfile.close()
         self.sock.close()
-        self.out.close()
+        self.files.close()
 
     def backlog(self, ids: list[int], cap: int) -> list[tuple[float, float, int]]:
         """For the queries ``ids``: (time since connect, round trip = the server's backlog in
@@ -428,6 +435,12 @@ def main() -> None:
     )
     parser.add_argument("--skip-full", action="store_true", help="no full-speed run")
     parser.add_argument(
+        "--no-wisdom",
+        action="store_true",
+        help="do not run the install step `sodium-gadgets fft-wisdom` on the scan first (the "
+        "FFTs are then planned by FFTW's estimate, unless this machine's wisdom has them)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also time and profile the end-of-scan work in-process (two more "
@@ -449,6 +462,10 @@ def main() -> None:
         f"MB); server logs in {work}/",
         flush=True,
     )
+
+    if not args.no_wisdom:  # the physicist's once-per-machine install step (README)
+        done = plan_fft_wisdom(raw, application())
+        print(f"fft-wisdom ({done.effort}): {done.seconds:.1f} s -> {done.path}", flush=True)
 
     what = (
         f"first and last {args.paced_seconds:g} s paced at TR, middle at full speed"

@@ -214,7 +214,8 @@ class DicomOutput(Gadget):
         )
         burned_in = meta.get("BurnedInAnnotation") == "YES"
         datasets = [secondary_capture_dataset(rgb, self.header_xml, info, burned_in)]
-        yield from self._deliver(datasets, info, {"0001.png": png_bytes(rgb)})
+        files = "folder" in self.targets or "pacs" in self.targets  # the PNG goes with the file
+        yield from self._deliver(datasets, info, {"0001.png": png_bytes(rgb)} if files else None)
         if self.pass_images and self.pass_pictures:
             yield item
 

@@ -32,6 +32,7 @@ import numpy as np
 from gadgets.core.numerics.apodization import kaiser_window
 from gadgets.core.numerics.b0 import mfi_frequencies
 from gadgets.core.numerics.density import pipe_menon, radial_dcf
+from gadgets.core.numerics.fft import EFFORTS
 from gadgets.core.numerics.nufft import GridAccumulator
 from gadgets.core.numerics.trajectory import trajectory_description
 from gadgets.runtime.gadget import Gadget, Property
@@ -71,11 +72,12 @@ class StreamingGridder(Gadget):
         ),
         "fft_effort": Property(
             str,
-            "estimate",
-            "FFTW planning: estimate (bit-reproducible), or measure (FFTW times candidate plans, "
-            "so the last bits of every value depend on the load while it planned; the plans are "
-            "kept as wisdom in the cache, so the planning is paid once per machine)",
-            choices=("estimate", "measure", "patient"),
+            "wisdom",
+            "FFTW planning: wisdom (the plans `sodium-gadgets fft-wisdom` timed once on this "
+            "machine, else estimate; the same bits for every scan while the wisdom is the same), "
+            "estimate (FFTW's heuristic: bit-reproducible, up to 4x slower), or measure/patient "
+            "(timed now: the last bits depend on the load while it planned)",
+            choices=EFFORTS,
         ),
         "max_bad_fraction": Property(
             float,
@@ -277,7 +279,7 @@ class StreamingGridder(Gadget):
                 logging.ERROR,
             )
         for echo in sorted(self.grids):
-            image = self.grids.pop(echo).finish()
+            image = self.grids.pop(echo).finish(reuse=False)
             averages = self.counts[echo] / self.projections
             if averages > 1.01:
                 image /= averages  # repeated projections: the mean, not the sum

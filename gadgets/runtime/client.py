@@ -20,7 +20,7 @@ import numpy as np
 from gadgets.runtime.application import Application
 from gadgets.runtime.chain import load_chain
 from gadgets.runtime.context import StepContext
-from gadgets.runtime.outputs import OutputFolder
+from gadgets.runtime.outputs import BackgroundWriter, OutputFolder
 from gadgets.runtime.parameters import ACCEPTS_QUERY
 from gadgets.runtime.protocol import (
     Close,
@@ -154,6 +154,7 @@ def send_file(
     xml, items = read_raw(path)
     sock = _connect(host, port, timeout_s)
     out = OutputFolder(out_dir, dicom_hooks)
+    files = BackgroundWriter(out)  # the socket is read on while files are written
     result = SendResult()
     writer = MessageWriter(sock.sendall)
     rfile = sock.makefile("rb")
@@ -174,7 +175,7 @@ def send_file(
                 elif isinstance(
                     msg, DicomFile | ismrmrd.Image | ismrmrd.Acquisition | ismrmrd.Waveform
                 ):
-                    out.add(msg)
+                    files.add(msg)
                 result.seconds_after_last_send = time.perf_counter() - last_sent[0]
         except (EOFError, ProtocolError, OSError) as exc:
             if not result.closed:
@@ -203,5 +204,5 @@ def send_file(
         rfile.close()
         sock.close()
     finally:
-        out.close()
+        files.close()
     return result, out

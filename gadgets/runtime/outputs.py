@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import tempfile
+import threading
 from pathlib import Path
 
 import ismrmrd
@@ -19,7 +21,7 @@ from gadgets.runtime.application import FileHook
 from gadgets.runtime.notice import Notice
 from gadgets.runtime.protocol import DicomFile
 
-__all__ = ["OutputFolder"]
+__all__ = ["BackgroundWriter", "OutputFolder"]
 
 log = logging.getLogger(__name__)
 
@@ -91,3 +93,40 @@ class OutputFolder:
             if final.exists():
                 raise FileExistsError(f"{final} exists (from an earlier run?): not replaced")
             os.replace(self._images_tmp, final)
+
+
+class BackgroundWriter:
+    """An :class:`OutputFolder` written by a thread of its own, so that a client keeps reading
+    its socket while files are written (a server never waits on the client's disk). ``add``
+    queues an item; :meth:`close` writes the rest, closes the folder and raises the first error
+    a write met (later items are not written after one fails)."""
+
+    def __init__(self, folder: OutputFolder) -> None:
+        self.folder = folder
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="output-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is None:
+                try:
+                    self.folder.add(item)
+                except BaseException as exc:  # raised again by close()
+                    self._error = exc
+
+    def add(self, item: object) -> None:
+        self._queue.put(item)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            self.folder.close()
+        finally:
+            if self._error is not None:
+                raise self._error

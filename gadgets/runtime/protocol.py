@@ -298,72 +298,71 @@ class _Chunks:
 
 
 class MessageWriter:
-    """Writes messages through ``write(bytes)`` (a file's write or a socket's ``sendall``)."""
+    """Writes messages through ``write(bytes)`` (a file's write or a socket's ``sendall``), one
+    call per message: a socket sends it in as few segments as it can, and a message is never
+    interleaved with another writer's."""
 
     def __init__(self, write: Callable[[bytes], object]) -> None:
         self._write = write
 
-    def _id(self, mid: MessageId) -> None:
-        self._write(_U16.pack(mid))
+    def _send(self, mid: MessageId, *parts: bytes) -> None:
+        self._write(b"".join((_U16.pack(mid), *parts)))
 
-    def _string(self, fmt: struct.Struct, text: str) -> None:
+    @staticmethod
+    def _string(fmt: struct.Struct, text: str) -> bytes:
         raw = text.encode("utf-8")
-        self._write(fmt.pack(len(raw)) + raw)
+        return fmt.pack(len(raw)) + raw
 
     def config_file(self, name: str) -> None:
         raw = name.encode("utf-8")
         if len(raw) >= FILENAME_BYTES:
             raise ValueError(f"config file name longer than {FILENAME_BYTES - 1} bytes")
-        self._id(MessageId.FILENAME)
-        self._write(raw + b"\0" * (FILENAME_BYTES - len(raw)))
+        self._send(MessageId.FILENAME, raw, b"\0" * (FILENAME_BYTES - len(raw)))
 
     def config_text(self, xml: str) -> None:
-        self._id(MessageId.CONFIG)
-        self._string(_U32, xml)
+        self._send(MessageId.CONFIG, self._string(_U32, xml))
 
     def header(self, xml: str) -> None:
-        self._id(MessageId.HEADER)
-        self._string(_U32, xml)
+        self._send(MessageId.HEADER, self._string(_U32, xml))
 
     def close(self) -> None:
-        self._id(MessageId.CLOSE)
+        self._send(MessageId.CLOSE)
 
     def text(self, text: str) -> None:
-        self._id(MessageId.TEXT)
-        self._string(_U32, text)
+        self._send(MessageId.TEXT, self._string(_U32, text))
 
     def query(self, correlation_id: int, query: str) -> None:
-        self._id(MessageId.QUERY)
-        self._write(struct.pack("<QQ", 0, correlation_id))
-        self._string(_U64, query)
+        self._send(
+            MessageId.QUERY, struct.pack("<QQ", 0, correlation_id), self._string(_U64, query)
+        )
 
     def response(self, correlation_id: int, response: str) -> None:
-        self._id(MessageId.RESPONSE)
-        self._write(_U64.pack(correlation_id))
-        self._string(_U64, response)
+        self._send(MessageId.RESPONSE, _U64.pack(correlation_id), self._string(_U64, response))
 
     def error(self, text: str) -> None:
-        self._id(MessageId.ERROR)
-        self._string(_U64, text)
+        self._send(MessageId.ERROR, self._string(_U64, text))
 
     def dicom(self, data: bytes, filename: str, meta: str = "") -> None:
-        self._id(MessageId.DICOM)
-        self._write(_U32.pack(len(data)) + data)
-        self._string(_U64, filename)
-        self._string(_U64, meta)
+        self._send(
+            MessageId.DICOM,
+            _U32.pack(len(data)),
+            data,
+            self._string(_U64, filename),
+            self._string(_U64, meta),
+        )
 
     def item(self, item: ismrmrd.Acquisition | ismrmrd.Image | ismrmrd.Waveform) -> None:
         if isinstance(item, ismrmrd.Acquisition):
-            self._id(MessageId.ACQUISITION)
+            mid = MessageId.ACQUISITION
         elif isinstance(item, ismrmrd.Image):
-            self._id(MessageId.IMAGE)
+            mid = MessageId.IMAGE
         elif isinstance(item, ismrmrd.Waveform):
-            self._id(MessageId.WAVEFORM)
+            mid = MessageId.WAVEFORM
         else:
             raise TypeError(f"cannot send {type(item).__name__} on the wire")
         chunks: list[bytes] = []
         item.serialize_into(chunks.append)
-        self._write(b"".join(chunks))
+        self._send(mid, *chunks)
 
     def message(self, msg: Message) -> None:
         """Write any message object that :class:`MessageReader` returns."""

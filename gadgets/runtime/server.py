@@ -119,12 +119,17 @@ class _Session:
         self.writer = MessageWriter(self._send)
         self.where = "connection"
         self.accepts: frozenset[int] = frozenset()  # message ids beyond the standard ones
+        self.sent_bytes = 0
+        self.send_s = 0.0  # in sendall: the client reading slower than the chain makes results
 
     def _send(self, data: bytes) -> None:
         with self._send_lock:
             self.sock.settimeout(self.policy.send_timeout_s)
+            started = time.perf_counter()
             try:
                 self.sock.sendall(data)
+                self.sent_bytes += len(data)
+                self.send_s += time.perf_counter() - started
             except TimeoutError:
                 raise _Dropped(
                     f"the client at {self.peer} read nothing for "
@@ -345,7 +350,12 @@ class _Session:
             elif isinstance(msg, Close):
                 self._send_outputs(runner.finish_iter())  # each as soon as it is made
                 self.writer.close()
-                log.info("[%s] stream finished", spec.name)
+                log.info(
+                    "[%s] stream finished: %.1f MB sent, %.2f s of it waiting on the client",
+                    spec.name,
+                    self.sent_bytes / 1e6,
+                    self.send_s,
+                )
                 return
             else:
                 raise ProtocolError(f"unexpected {type(msg).__name__} message inside the stream")

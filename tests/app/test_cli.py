@@ -112,3 +112,39 @@ def test_openrecon_label_command(tmp_path):
     doc = json.loads((tmp_path / "l.json").read_text())
     ids = [p["id"] for p in doc["parameters"]]
     assert ids[0] == "config" and "b0_max_ppm" in ids and len(ids) == len(set(ids))
+
+
+def test_fft_wisdom_command_plans_the_chains_ffts_for_a_scan(
+    tmp_path, monkeypatch, capsys, caplog, tiny
+):
+    """``fft-wisdom`` runs the scan's chain (protocol map) on its first readouts with the FFTs
+    timed and stores them: before it, the chain's gridder plans by FFTW's estimate and says so;
+    after it (in a new process: only what is stored), from the wisdom, silently."""
+    import pyfftw
+
+    from gadgets.app.application import application
+    from gadgets.core.numerics import fft
+    from gadgets.runtime.client import run_file
+
+    def new_process() -> None:
+        pyfftw.forget_wisdom()
+        monkeypatch.setattr(fft, "_wisdom_stamp", None)
+
+    def recon_says_estimate() -> bool:
+        caplog.clear()
+        with caplog.at_level("INFO", logger="gadgets.core.numerics.fft"):
+            images = [x for x in run_file(tiny, application()) if hasattr(x, "image_series_index")]
+        assert images
+        return "no FFTW wisdom for the grid" in caplog.text
+
+    monkeypatch.setenv("SODIUM_GADGETS_CACHE", str(tmp_path))
+    new_process()
+    assert recon_says_estimate()
+    new_process()
+    assert main(["fft-wisdom", str(tiny), "--effort", "measure"]) == 0
+    assert "2 echo(es) planned (measure)" in capsys.readouterr().out
+    assert fft.wisdom_path().stat().st_size > 0
+    new_process()
+    assert not recon_says_estimate()
+    with pytest.raises(SystemExit):
+        main(["fft-wisdom", str(tiny), "--effort", "exhaustive"])

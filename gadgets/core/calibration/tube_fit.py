@@ -150,7 +150,7 @@ def measure_tube(
         )
         radius = float(best.x)
         fit = _TubeFit(magnitude, voxel_mm, tube, head, kfilter, radius)
-        x = _simplex_fit(fit, [x[0], x[1], x[2]])
+        x = _simplex_fit(fit, [x[0], x[1], x[2]], step=fit.vox / 6)  # from near the optimum
     res, amp, moved = fit(x)
     tube.centre_mm = moved.centre_mm
     tube.radius_mm = radius
@@ -193,15 +193,16 @@ def signal_variance(
     return float(cov[0, 0])
 
 
-def _simplex_fit(fit: _TubeFit, start: list[float]) -> np.ndarray:
+def _simplex_fit(fit: _TubeFit, start: list[float], step: float | None = None) -> np.ndarray:
     """Nelder-Mead on the fit's residual; offset in units of 10 Hz, so the simplex steps are
-    alike; stop at 1e-6 of the signal power."""
+    alike; the first simplex ``step`` (mm, default half a voxel); stop at 1e-6 of the signal
+    power."""
     best = optimize.minimize(
         lambda p: fit(p)[0],
         start,
         method="Nelder-Mead",
         options={
-            "initial_simplex": _simplex(start, fit.vox / 2),
+            "initial_simplex": _simplex(start, fit.vox / 2 if step is None else step),
             "xatol": 0.05,
             "fatol": 1e-6 * float(np.dot(fit.y, fit.y)),
             "maxiter": 200,

@@ -337,8 +337,9 @@ class Nufft:
     nthreads:
         Threads for spreading and FFT (default: numba's thread count).
     fft_effort:
-        ``"estimate"`` (default, no planning cost), ``"measure"`` or ``"patient"`` (wisdom cached
-        on disk).
+        ``"estimate"`` (default, no planning cost), ``"wisdom"`` (the machine's stored plans, else
+        estimate), ``"measure"`` or ``"patient"`` (timed now, stored as wisdom): see
+        :mod:`gadgets.core.numerics.fft`.
     """
 
     def __init__(
@@ -522,10 +523,12 @@ class GridAccumulator:
 
     @property
     def nbytes(self) -> int:
-        return self._buf.nbytes
+        return 0 if self._buf is None else self._buf.nbytes
 
     def add(self, traj: np.ndarray, data: np.ndarray, dcf: np.ndarray | None = None) -> None:
         """Grid readouts: ``traj`` (S, d) cycles/pixel, ``data`` (C, S), ``dcf`` (S,) or None."""
+        if self._buf is None:
+            raise RuntimeError("this accumulator was finished with reuse=False")
         traj = np.asarray(traj).reshape(-1, self.geom.ndim)
         data = _as_channels(data, traj.shape[0])
         if data.shape[0] != self.nchannels:
@@ -547,14 +550,21 @@ class GridAccumulator:
         )
         self.nsamples += traj.shape[0]
 
-    def finish(self) -> np.ndarray:
-        """The image (C, *shape) of everything added; the accumulator is reset afterwards."""
+    def finish(self, reuse: bool = True) -> np.ndarray:
+        """The image (C, *shape) of everything added. The accumulator is reset afterwards, or,
+        with ``reuse=False``, its grid is let go (not zeroed: 150 MB of stores saved after a
+        scan's last readout) and it takes no more readouts."""
         image = self._buf.to_image(self._image).reshape((self.nchannels,) + self.geom.shape)
         self._image = None  # the caller owns it; a later finish() makes a new one
-        self.reset()
+        if reuse:
+            self.reset()
+        else:
+            self._buf = None
         return image
 
     def reset(self) -> None:
+        if self._buf is None:
+            raise RuntimeError("this accumulator was finished with reuse=False")
         self._buf.zero()
         self.nsamples = 0
 

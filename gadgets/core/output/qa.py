@@ -29,10 +29,10 @@ The picture names the patient (name, ID), the study date and the protocol in its
 corner, so that two patients' pictures cannot be mixed up on the console or in the PACS; its
 Secondary Capture file says so (``BurnedInAnnotation YES``).
 
-Rendering uses matplotlib's object-oriented API on an Agg canvas (``Figure`` +
-``FigureCanvasAgg``), never ``pyplot``: no global state, so it is safe in the server's
-threads; :mod:`gadgets.core.output.qa_process` draws it in a helper process. The pixels depend on
-the inputs only (no clock).
+Drawing uses :mod:`gadgets.core.output.raster` (Pillow, a few milliseconds; matplotlib took
+0.2-0.3 s after the scan's last readout): no global state, so it is safe in the server's threads;
+:mod:`gadgets.core.output.qa_process` can draw it in a helper process. The notes are drawn below
+the panels, never over panel (a)'s axis label. The pixels depend on the inputs only (no clock).
 """
 
 from __future__ import annotations
@@ -44,6 +44,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from gadgets.core.output.raster import (
+    Canvas,
+    colour_map,
+    nice_ticks,
+    resample_nearest,
+    tick_label,
+)
 
 __all__ = [
     "direction_letter",
@@ -196,72 +204,63 @@ def direction_letter(vector) -> str:
     return _LETTERS[axis][int(v[axis] > 0)]
 
 
-def _show(ax, qa: CalibrationQa, view: _View, image: np.ndarray, **kwargs):
-    """``imshow`` in mm: rows run down along ``phase`` (as the DICOM series shows a slice) and
-    up along ``slice`` (in views that contain the slice direction); the patient's directions at
-    the edges and a scale bar (instead of mm ticks: tick labels were half of the drawing time)."""
-    from matplotlib.transforms import blended_transform_factory
-
-    h0, h1, v0, v1 = _extent(qa, view)
-    if view.v == 2:
-        artist = ax.imshow(image, origin="lower", extent=(h0, h1, v0, v1), **kwargs)
-    else:
-        artist = ax.imshow(image, origin="upper", extent=(h0, h1, v1, v0), **kwargs)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    right = np.asarray(qa.directions[view.h], np.float64)  # columns grow to the right
-    down = np.asarray(qa.directions[view.v], np.float64) * (-1.0 if view.v == 2 else 1.0)
-    for (x, y), vec, ha, va in (
-        ((0.015, 0.5), -right, "left", "center"),
-        ((0.985, 0.5), right, "right", "center"),
-        ((0.5, 0.985), -down, "center", "top"),
-        ((0.5, 0.015), down, "center", "bottom"),
-    ):
-        ax.text(
-            x,
-            y,
-            direction_letter(vec),
-            transform=ax.transAxes,
-            color="#ffd400",
-            fontsize=9,
-            fontweight="bold",
-            ha=ha,
-            va=va,
-        )
-    # the bar in data mm along x, in axes fractions along y: its label sits above it, clear
-    bar = SCALE_BAR_MM if h1 - h0 > 2 * SCALE_BAR_MM else round((h1 - h0) / 4)
-    x0 = h0 + 0.06 * (h1 - h0)
-    mixed = blended_transform_factory(ax.transData, ax.transAxes)
-    ax.plot(
-        [x0, x0 + bar],
-        [0.07, 0.07],
-        color="white",
-        linewidth=2.5,
-        solid_capstyle="butt",
-        transform=mixed,
-    )
-    ax.text(
-        x0 + bar / 2,
-        0.095,
-        f"{bar:g} mm",
-        color="white",
-        fontsize=7,
-        ha="center",
-        va="bottom",
-        transform=mixed,
-    )
-    return artist
-
-
 def _tube_label(tube: QaTube) -> str:
     return "?" if tube.concentration_mM is None else f"{tube.concentration_mM:g} mM"
 
 
-def _draw_tubes(ax, qa: CalibrationQa, view: _View, colour: str, labels: bool) -> None:
-    from matplotlib.patches import Circle
+@dataclass(frozen=True)
+class _Box:
+    """A rectangle on the picture, in pixels: left, top, right, bottom (exclusive)."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+    @property
+    def width(self) -> int:
+        return self.right - self.left
+
+    @property
+    def height(self) -> int:
+        return self.bottom - self.top
+
+
+def _image_box(qa: CalibrationQa, view: _View, panel: _Box) -> tuple[_Box, float]:
+    """Where a slice of true proportions fits in ``panel``, centred (as ``imshow`` with equal
+    aspect), and its scale in pixels per mm."""
+    h0, h1, v0, v1 = _extent(qa, view)
+    per_mm = min(panel.width / (h1 - h0), panel.height / (v1 - v0))
+    w, h = round((h1 - h0) * per_mm), round((v1 - v0) * per_mm)
+    left = panel.left + (panel.width - w) // 2
+    top = panel.top + (panel.height - h) // 2
+    return _Box(left, top, left + w, top + h), per_mm
+
+
+def _slice_panel(
+    canvas: Canvas,
+    qa: CalibrationQa,
+    view: _View,
+    panel: _Box,
+    rgb: np.ndarray,
+    tube_colour: str,
+    labels: bool,
+) -> _Box:
+    """One slice (``rgb``: ``(rows v, columns h, 3)`` in the volume's order) drawn in its box,
+    with the tubes' circles, the patient's directions at the edges and a scale bar; everything
+    is clipped to the slice (drawn on its own canvas first). Returns the slice's box."""
+    box, per_mm = _image_box(qa, view, panel)
+    h0, h1, v0, v1 = _extent(qa, view)
+    up = view.v == 2  # rows run up along slice, down along read/phase (as the DICOM shows them)
+    sub = Canvas(box.width, box.height, canvas.scale)
+    sub.paste(resample_nearest(rgb[::-1] if up else rgb, box.height, box.width), 0, 0)
+
+    def to_px(h_mm: float, v_mm: float) -> tuple[float, float]:
+        x = (h_mm - h0) * per_mm
+        y = (v1 - v_mm) * per_mm if up else (v_mm - v0) * per_mm
+        return x, y
 
     vox = float(np.mean(qa.voxel_mm))
-    h0, h1, v0, v1 = _extent(qa, view)
     for tube in qa.tubes:
         centre = np.asarray(tube.centre_mm, np.float64)
         if abs(centre[view.axis] - view.position_mm) > 0.5 * tube.length_mm + vox:
@@ -270,56 +269,134 @@ def _draw_tubes(ax, qa: CalibrationQa, view: _View, colour: str, labels: bool) -
             continue
         radius = tube.radius_mm if np.isfinite(tube.radius_mm) and tube.radius_mm > 0 else 10.0
         paired = tube.concentration_mM is not None
-        edge = colour if paired else "#ff8c00"
-        ax.add_patch(
-            Circle(
-                (centre[view.h], centre[view.v]),
-                radius,
-                fill=False,
-                edgecolor=edge,
-                linewidth=1.4 if labels else 0.8,
-                linestyle="-" if paired else "--",
-                clip_on=True,
-            )
+        edge = tube_colour if paired else "#ff8c00"
+        x, y = to_px(centre[view.h], centre[view.v])
+        sub.circle((x, y), radius * per_mm, edge, width=1.6 if labels else 1.0, dashed=not paired)
+        if labels:  # just above the circle on screen
+            top = y - (radius + 0.5 * vox) * per_mm
+            sub.text((x, top), _tube_label(tube), 8, edge, anchor="md", style="bold")
+    right = np.asarray(qa.directions[view.h], np.float64)  # columns grow to the right
+    down = np.asarray(qa.directions[view.v], np.float64) * (-1.0 if up else 1.0)
+    w, h = box.width, box.height
+    for xy, vec, anchor in (
+        ((0.015 * w, 0.5 * h), -right, "lm"),
+        ((0.985 * w, 0.5 * h), right, "rm"),
+        ((0.5 * w, 0.015 * h), -down, "ma"),
+        ((0.5 * w, 0.985 * h), down, "md"),
+    ):
+        sub.text(xy, direction_letter(vec), 9, "#ffd400", anchor=anchor, style="bold")
+    bar_mm = SCALE_BAR_MM if h1 - h0 > 2 * SCALE_BAR_MM else round((h1 - h0) / 4)
+    x0, y_bar = 0.06 * w, 0.93 * h
+    sub.line([(x0, y_bar), (x0 + bar_mm * per_mm, y_bar)], "white", width=2.5)
+    gap = sub.px(3)
+    sub.text((x0 + 0.5 * bar_mm * per_mm, y_bar - gap), f"{bar_mm:g} mm", 7, "white", anchor="md")
+    canvas.paste(sub.array(), box.left, box.top)
+    canvas.rectangle((box.left - 1, box.top - 1, box.right, box.bottom), outline="black")
+    return box
+
+
+def _grey(plane: np.ndarray, vmax: float) -> np.ndarray:
+    level = np.clip(np.nan_to_num(plane / vmax) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.repeat(level[..., None], 3, axis=2)
+
+
+def _coloured(plane: np.ndarray, vmax: float, name: str = "viridis") -> np.ndarray:
+    index = np.clip(np.nan_to_num(plane / vmax) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return colour_map(name)[index]
+
+
+def _colour_bar(canvas: Canvas, box: _Box, vmax: float, label: str) -> None:
+    """A vertical viridis bar from 0 (bottom) to ``vmax`` beside the map, with ticks and label."""
+    ramp = colour_map("viridis")[
+        np.clip(((1.0 - (np.arange(box.height) + 0.5) / box.height) * 256).astype(int), 0, 255)
+    ]
+    canvas.paste(np.repeat(ramp[:, None, :], box.width, axis=1), box.left, box.top)
+    canvas.rectangle((box.left - 1, box.top - 1, box.right, box.bottom), outline="black")
+    ticks = nice_ticks(0.0, vmax, 7)
+    tick, widest = canvas.px(3.5), 0
+    for value in ticks:
+        y = box.bottom - 0.5 - value / vmax * box.height
+        canvas.line([(box.right, y), (box.right + tick, y)], "black")
+        x0, _, x1, _ = canvas.text(
+            (box.right + tick + canvas.px(2), y), tick_label(value, ticks), 7, anchor="lm"
         )
-        if labels:  # just above the circle on screen (rows run down unless v is slice)
-            up = 1.0 if view.v == 2 else -1.0
-            ax.text(
-                centre[view.h],
-                centre[view.v] + up * (radius + vox),
-                _tube_label(tube),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-                color=edge,
-                fontweight="bold",
-                clip_on=True,
-            )
+        widest = max(widest, x1 - box.right)
+    canvas.vertical_text((box.right + widest + canvas.px(8), (box.top + box.bottom) / 2), label, 8)
 
 
-def _fit_panel(ax, qa: CalibrationQa) -> None:
+def _fit_panel(canvas: Canvas, qa: CalibrationQa, panel: _Box) -> None:
+    """Panel (a): the tubes' signals against their concentrations and the fitted line, with
+    ticks, labels and the fit's numbers; the plot area is ``panel``."""
     paired = qa.paired
     colour = FAIL_COLOUR if qa.failed else OK_COLOUR
     conc = [float(t.concentration_mM) for t in paired]  # type: ignore[arg-type]
     sig = [t.signal for t in paired]
-    top_c = max([*qa.concentrations_mM, *conc, 1.0])
-    ax.set_xlim(0.0, 1.1 * top_c)
-    for c in qa.concentrations_mM:
-        ax.axvline(c, color="0.85", linewidth=0.8, zorder=0)
-    if paired:
-        ax.plot(conc, sig, "o", color="k", markersize=5, zorder=3, label="tubes")
-    if qa.slope is not None and qa.intercept is not None:
-        cc = np.array([0.0, 1.1 * top_c])
-        ax.plot(
-            cc,
-            qa.slope * cc + qa.intercept,
-            "-" if not qa.failed else "--",
-            color=colour,
-            linewidth=1.5,
-            zorder=2,
-            label="S = a C + b",
-        )
     unpaired = [t for t in qa.tubes if t.concentration_mM is None]
+    extra = [t.signal for t in unpaired if np.isfinite(t.signal)]
+    top_c = max([*qa.concentrations_mM, *conc, 1.0])
+    x_lo, x_hi = 0.0, 1.1 * top_c
+    finite = [s for s in [*sig, *extra] if np.isfinite(s)]
+    if finite:
+        lo, hi = min(0.0, min(finite)), max(finite)
+        y_lo, y_hi = lo - 0.05 * (hi - lo or 1.0), hi + 0.1 * (hi - lo or 1.0)
+    else:
+        y_lo, y_hi = 0.0, 1.0
+    w, h = panel.width, panel.height
+
+    def to_px(c: float, s: float) -> tuple[float, float]:
+        return (c - x_lo) / (x_hi - x_lo) * w, (y_hi - s) / (y_hi - y_lo) * h
+
+    ss = 3  # drawn at 3x and averaged down: smooth lines and markers, clipped to the axes
+    plot = Canvas(ss * w, ss * h, ss * canvas.scale)
+
+    def to_plot(c: float, s: float) -> tuple[float, float]:
+        x, y = to_px(c, s)
+        return ss * x, ss * y
+
+    for c in qa.concentrations_mM:
+        x, _ = to_plot(c, 0.0)
+        plot.line([(x, 0), (x, ss * h)], "0.85", width=0.8)
+    if qa.slope is not None and qa.intercept is not None:
+        ends = [to_plot(c, qa.slope * c + qa.intercept) for c in (x_lo, x_hi)]
+        plot.line(ends, colour, width=1.5, dashed=qa.failed)
+    for c, s in zip(conc, sig, strict=True):
+        plot.circle(to_plot(c, s), 3.0 * plot.scale, None, fill="black")
+    canvas.paste(plot.array(reduce=ss), panel.left, panel.top)
+    canvas.rectangle((panel.left - 1, panel.top - 1, panel.right, panel.bottom), outline="black")
+    for s in extra:  # the unpaired signals as marks on the right edge: which levels were found
+        y = panel.top + to_px(0.0, s)[1]
+        if panel.top <= y <= panel.bottom:
+            canvas.triangle_left((panel.right, y), 8.0 * canvas.scale, "#ff8c00")
+
+    tick = canvas.px(3.5)
+    xticks = nice_ticks(x_lo, x_hi, 7)
+    for value in xticks:
+        x = panel.left + to_px(value, 0.0)[0]
+        canvas.line([(x, panel.bottom), (x, panel.bottom + tick)], "black")
+        canvas.text((x, panel.bottom + tick + 1), tick_label(value, xticks), 7, anchor="ma")
+    yticks = nice_ticks(y_lo, y_hi, 8)
+    widest = 0
+    for value in yticks:
+        y = panel.top + to_px(0.0, value)[1]
+        canvas.line([(panel.left - tick, y), (panel.left, y)], "black")
+        x0, _, _, _ = canvas.text(
+            (panel.left - tick - canvas.px(2), y), tick_label(value, yticks), 7, anchor="rm"
+        )
+        widest = max(widest, panel.left - x0)
+    label_gap = canvas.text_size("0", 7)[1] + tick + canvas.px(4)
+    canvas.text(
+        ((panel.left + panel.right) / 2, panel.bottom + label_gap),
+        "configured concentration C [mM]",
+        8,
+        anchor="ma",
+    )
+    canvas.vertical_text(
+        (panel.left - widest - canvas.px(9), (panel.top + panel.bottom) / 2),
+        "tube signal S [a.u.]",
+        8,
+    )
+    canvas.text((panel.left, panel.top - canvas.px(5)), "(a) tube calibration", 9, anchor="ld")
+
     lines = []
     if qa.slope is not None and qa.intercept is not None and qa.r2 is not None:
         ok = qa.r2 >= qa.min_r2
@@ -332,54 +409,28 @@ def _fit_panel(ax, qa: CalibrationQa) -> None:
         lines += [f"  {t.concentration_mM:g} mM: {qa.residual_mM(t):+.2f}" for t in paired]
     else:
         lines.append("no fit")
-    extra = [t.signal for t in unpaired if np.isfinite(t.signal)]
     if unpaired:
         shown = ", ".join(f"{v:.3g}" for v in extra[:4]) + (", ..." if len(extra) > 4 else "")
         lines.append(f"{len(unpaired)} tube(s) not used")
         if shown:
             lines.append(f"  S [a.u.]: {shown}  (\u25c0)")
-    ax.text(
-        0.97,
-        0.03,
-        "\n".join(lines),
-        transform=ax.transAxes,
-        va="bottom",
-        ha="right",
-        fontsize=7.5,
-        family="monospace",
-        zorder=5,
-        multialignment="left",
-        bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"},
+    text = "\n".join(lines)
+    tw, th = canvas.text_size(text, 7.5, "mono")
+    pad = canvas.px(4)
+    right, bottom = panel.right - 0.03 * w, panel.bottom - 0.03 * h
+    canvas.rectangle(
+        (right - tw - 2 * pad, bottom - th - 2 * pad, right, bottom), outline="0.7", fill="white"
     )
-    if extra:  # their signals as marks on the right edge: which levels were found
-        ax.plot(
-            [1.0] * len(extra),
-            extra,
-            "<",
-            color="#ff8c00",
-            markersize=6,
-            clip_on=False,
-            transform=ax.get_yaxis_transform(),
-            zorder=4,
-        )
-    finite = [s for s in [*sig, *extra] if np.isfinite(s)]
-    if finite:
-        lo, hi = min(0.0, min(finite)), max(finite)
-        ax.set_ylim(lo - 0.05 * (hi - lo or 1.0), hi + 0.1 * (hi - lo or 1.0))
-    ax.set_xlabel("configured concentration C [mM]", fontsize=8)
-    ax.set_ylabel("tube signal S [a.u.]", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.set_title("(a) tube calibration", fontsize=9, loc="left")
+    canvas.text((right - tw - pad, bottom - th - pad), text, 7.5, anchor="la", style="mono")
 
 
 _warm = False
 
 
 def warm_up() -> None:
-    """Import matplotlib and draw one small picture of a made-up calibration (an OK one with
-    an unpaired tube: every font, glyph and artist of a real one) once per process, so that a
-    chain pays the first-drawing costs (0.5-0.8 s: fonts, caches) at its start, not after the
-    scan's last readout."""
+    """Load the fonts and the colour map and draw one small picture of a made-up calibration
+    (an OK one with an unpaired tube: every element of a real one) once per process, so that a
+    chain pays the first-drawing costs at its start, not after the scan's last readout."""
     global _warm
     if _warm:
         return
@@ -401,98 +452,92 @@ def warm_up() -> None:
         0.99,
         tsc,
         title="warm-up",
+        identity="warm-up",
+        notes=("warm-up",),
     )
-    render_qa(qa, size_px=(600, 225))
+    render_qa(qa, size_px=(1200, 450))
     _warm = True
 
 
-def render_qa(qa: CalibrationQa, size_px: tuple[int, int] = (1200, 450), dpi: int = 100):
+def render_qa(qa: CalibrationQa, size_px: tuple[int, int] = (1200, 450)) -> np.ndarray:
     """The QA picture (see the module docstring) as ``uint8`` RGB ``(H, W, 3)``, ``size_px`` =
-    ``(W, H)`` in pixels."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+    ``(W, H)`` in pixels (fonts and lines scale with ``H / 450``)."""
     width, height = (int(v) for v in size_px)
-    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, facecolor="white")
-    canvas = FigureCanvasAgg(fig)
+    canvas = Canvas(width, height, scale=height / 450.0)
     failed = qa.failed
     colour = FAIL_COLOUR if failed else OK_COLOUR
     if failed:
-        reason = qa.failure or "no TSC map"
-        status = "CALIBRATION FAILED: " + reason
+        status = "CALIBRATION FAILED: " + (qa.failure or "no TSC map")
     else:
         status = (
             f"CALIBRATION OK: {len(qa.paired)} tubes, R\u00b2 = {qa.r2:.5f} "
             f"(\u2265 {qa.min_r2:g}), TSC = (S - b) / a"
         )
     wrapped = textwrap.wrap(status, width=80, max_lines=3, placeholder=" ...")
-    fig.text(
-        0.01,
-        0.985,
-        "\n".join(wrapped),
-        color=colour,
-        fontsize=11,
-        fontweight="bold",
-        va="top",
-        ha="left",
+    margin = canvas.px(8)
+    _, _, _, status_bottom = canvas.text(
+        (0.01 * width, canvas.px(6)), "\n".join(wrapped), 11, colour, style="bold"
     )
-    if qa.title:
-        fig.text(0.99, 0.01, qa.title, color="0.4", fontsize=7, va="bottom", ha="right")
-    if qa.notes:
-        fig.text(0.01, 0.01, "\n".join(qa.notes), color="k", fontsize=7, va="bottom", ha="left")
     if qa.identity:
-        fig.text(0.99, 0.985, qa.identity, color="k", fontsize=9, va="top", ha="right")
-    top = 0.86 - 0.045 * (len(wrapped) - 1)
-    grid = fig.add_gridspec(1, 3, left=0.055, right=0.94, top=top, bottom=0.12, wspace=0.32)
-    ax_fit, ax_roi, ax_tsc = (fig.add_subplot(grid[0, i]) for i in range(3))
-
-    _fit_panel(ax_fit, qa)
+        canvas.text((width - margin, canvas.px(6)), qa.identity, 9, anchor="ra")
+    footer = canvas.px(4)
+    if qa.notes:  # bottom left, below everything else (the panels end above them)
+        _, top, _, _ = canvas.text(
+            (margin, height - canvas.px(4)), "\n".join(qa.notes), 7, anchor="ld"
+        )
+        footer = height - top + canvas.px(4)
+    if qa.title:
+        canvas.text((width - margin, height - canvas.px(4)), qa.title, 7, "0.4", anchor="rd")
+        footer = max(footer, canvas.text_size(qa.title, 7)[1] + canvas.px(8))
+    top = status_bottom + canvas.px(30)
+    bottom = height - footer - canvas.px(34)  # room for panel (a)'s tick labels and x label
+    left, right = 0.055 * width, 0.94 * width
+    panel_w = (right - left) / (3 + 2 * 0.32)
+    panels = [
+        _Box(
+            round(left + i * 1.32 * panel_w),
+            top,
+            round(left + i * 1.32 * panel_w + panel_w),
+            bottom,
+        )
+        for i in range(3)
+    ]
+    _fit_panel(canvas, qa, panels[0])
 
     view = _view(qa)
-    mag = _plane(qa.magnitude, view)
     vmax = float(np.nanpercentile(np.abs(qa.magnitude), 99.5))
     vmax = vmax if np.isfinite(vmax) and vmax > 0 else 1.0
-    _show(ax_roi, qa, view, np.abs(mag), cmap="gray", vmin=0.0, vmax=vmax, interpolation="nearest")
-    _draw_tubes(ax_roi, qa, view, "#00c8ff", labels=True)
+    mag = _grey(np.abs(_plane(qa.magnitude, view)), vmax)
+    box = _slice_panel(canvas, qa, view, panels[1], mag, "#00c8ff", labels=True)
     where = f"{_AXIS_NAMES[view.axis]} {view.position_mm:+.1f} mm"
-    ax_roi.set_title(f"(b) tube ROIs, uncalibrated, {where}", fontsize=9, loc="left")
+    title_at = (box.left, box.top - canvas.px(5))
+    canvas.text(title_at, f"(b) tube ROIs, uncalibrated, {where}", 9, anchor="ld")
 
-    ax_tsc.set_title("(c) TSC [mmol/L]", fontsize=9, loc="left")
+    p = panels[2]
     if qa.tsc_mM is not None:
         top_c = max([*qa.concentrations_mM, 100.0])
         vmax_tsc = float(np.ceil(1.25 * top_c / 10.0) * 10.0)
-        artist = _show(
-            ax_tsc,
-            qa,
-            view,
-            _plane(qa.tsc_mM, view),
-            cmap="viridis",
-            vmin=0.0,
-            vmax=vmax_tsc,
-            interpolation="nearest",
-        )
-        _draw_tubes(ax_tsc, qa, view, "white", labels=False)
-        bar = fig.colorbar(artist, ax=ax_tsc, fraction=0.06, pad=0.03)
-        bar.set_label("TSC [mmol/L]", fontsize=8)
-        bar.ax.tick_params(labelsize=7)
+        bar_room = round(0.2 * p.width)  # the colour bar, its ticks and label, right of the map
+        inner = _Box(p.left, p.top, p.right - bar_room, p.bottom)
+        tsc = _coloured(_plane(qa.tsc_mM, view), vmax_tsc)
+        box = _slice_panel(canvas, qa, view, inner, tsc, "white", labels=False)
+        bar_left = box.right + canvas.px(9)
+        bar = _Box(bar_left, box.top, bar_left + canvas.px(14), box.bottom)
+        _colour_bar(canvas, bar, vmax_tsc, "TSC [mmol/L]")
     else:
-        ax_tsc.set_xticks([])
-        ax_tsc.set_yticks([])
-        for spine in ax_tsc.spines.values():
-            spine.set_edgecolor(FAIL_COLOUR)
-        ax_tsc.text(
-            0.5,
-            0.5,
+        box = p
+        canvas.rectangle((p.left - 1, p.top - 1, p.right, p.bottom), outline=FAIL_COLOUR, width=1.5)
+        canvas.text(
+            ((p.left + p.right) / 2, (p.top + p.bottom) / 2),
             "CALIBRATION FAILED\n\nno TSC map:\nthe uncalibrated image\nis returned",
-            transform=ax_tsc.transAxes,
-            ha="center",
-            va="center",
-            color=FAIL_COLOUR,
-            fontsize=12,
-            fontweight="bold",
+            12,
+            FAIL_COLOUR,
+            anchor="mm",
+            style="bold",
+            align="center",
         )
-    canvas.draw()
-    rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+    canvas.text((box.left, box.top - canvas.px(5)), "(c) TSC [mmol/L]", 9, anchor="ld")
+    rgb = canvas.array()
     log.debug("QA picture %dx%d px, %s", rgb.shape[1], rgb.shape[0], "failed" if failed else "ok")
     return rgb
 

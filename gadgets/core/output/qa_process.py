@@ -1,8 +1,9 @@
-"""QA pictures drawn in a helper process: after a scan's last readout, matplotlib (0.2-0.3 s)
-runs on the second core while the maps are encoded and sent, instead of before them.
+"""QA pictures drawn in a helper process: after a scan's last readout, the picture (~25 ms with
+:mod:`gadgets.core.output.raster`; 0.2-0.3 s when it was matplotlib) is drawn on the second core
+while the maps are encoded and sent, instead of before them.
 
 One helper per process, started by the first chain that draws pictures (:func:`start`, at chain
-setup: its imports and matplotlib's warm-up happen during the scan) and shared by every
+setup: its imports and the fonts' warm-up happen during the scan) and shared by every
 connection. It is a plain child process, ``python -m gadgets.core.output.qa_process``, not a
 ``multiprocessing`` one: a spawned ``multiprocessing`` child re-imports the parent's main
 script, and a user's script without a ``__main__`` guard would run its reconstruction again.

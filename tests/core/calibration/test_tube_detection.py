@@ -37,7 +37,7 @@ def test_find_tubes_beside_a_head_and_calibrate():
     assert fit.tsc_mM(np.array([85.0]))[0] == pytest.approx(40.0, abs=2.0)
 
 
-def test_opening_by_distance_transform_is_exact():
+def test_opening_with_a_ball_is_exact():
     rng = np.random.default_rng(3)
     mask = ndimage.gaussian_filter(rng.random((30, 34, 28)), 2.5) > 0.5
     mask[:, :3, :] = True  # touching the border: outside counts as empty

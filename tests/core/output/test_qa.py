@@ -78,3 +78,17 @@ def test_edges_name_the_patient_directions_and_the_corner_names_the_patient():
     dirs = ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0), (1.0, 0.0, 0.0))
     turned = CalibrationQa(**{**plain.__dict__, "directions": dirs})
     assert not np.array_equal(render_qa(turned), a)
+
+
+def test_axis_ticks_are_round_and_labelled_with_the_decimals_they_need():
+    from gadgets.core.output.raster import nice_ticks, tick_label
+
+    ticks = nice_ticks(0.0, 132.0, 6)
+    assert list(ticks) == [0.0, 25.0, 50.0, 75.0, 100.0, 125.0]
+    assert [tick_label(v, ticks) for v in ticks[:2]] == ["0", "25"]
+    small = nice_ticks(-0.016, 0.35, 8)
+    assert np.allclose(small, [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35])
+    assert tick_label(small[1], small) == "0.05" and tick_label(small[2], small) == "0.10"
+    quarter = nice_ticks(0.0, 1.0, 4)
+    assert np.allclose(quarter, [0, 0.25, 0.5, 0.75, 1.0])
+    assert tick_label(0.25, quarter) == "0.25"
