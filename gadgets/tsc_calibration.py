@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
+from typing import ClassVar
 
 import ismrmrd
 import numpy as np
@@ -46,7 +48,12 @@ from gadgets.core.calibration.calibrate import CalibrationResult, TubeSetup, cal
 from gadgets.core.calibration.tube import tubes_mask
 from gadgets.core.calibration.tube_fit import signal_variance
 from gadgets.core.calibration.tube_templates import readout_filter, undo_tube_blur
-from gadgets.core.calibration.uncertainty import fit_covariance, tsc_standard_error
+from gadgets.core.calibration.uncertainty import (
+    fit_covariance,
+    smoothing_noise_ratios,
+    tsc_standard_error,
+    two_echo_factor_noise,
+)
 from gadgets.core.numerics import relaxation as rx
 from gadgets.core.numerics.apodization import kaiser_window
 from gadgets.core.receive.coil_identity import SINGLE_CHANNEL
@@ -85,6 +92,24 @@ def _positions(text: str) -> list[np.ndarray] | None:
             raise ValueError(f"tube position {part!r}: expected x,y,z in mm")
         out.append(np.array(xyz))
     return out
+
+
+@dataclass
+class _ClassNoise:
+    """What the class correction's own noise depends on (:meth:`TscCalibration._class_factor`),
+    for the standard error: ``per_fraction`` = dF/d(fluid fraction); ``varying``: where the
+    fraction is not clipped; one echo: ``ramp_per_mM`` (dF/dT there); two echoes: the echoes
+    smoothed by ``sigma_vox``, the classes' echo ratios and the second echo's noise power."""
+
+    sigma_vox: ClassVar[float] = 1.0  # the echoes' smoothing for the fluid fraction
+    per_fraction: float
+    varying: np.ndarray
+    smooth: tuple[np.ndarray, np.ndarray] | None = None
+    ramp_per_mM: float = 0.0
+    echo_ratios: tuple[float, float] = (0.0, 1.0)
+    echo2_power: float | None = None
+    outside_tubes: np.ndarray | None = None
+    uncorrected: np.ndarray | None = None
 
 
 class TscCalibration(EchoVolumesGadget):
@@ -310,17 +335,19 @@ class TscCalibration(EchoVolumesGadget):
             if self.undo_tube_blur:
                 signal = undo_tube_blur(mag1, voxel_mm, [t for t, _ in result.pairs], kfilter)
             tsc = fit.tsc_mM(signal)
-            factor = 1.0
+            factor, class_noise = 1.0, None
             if self.class_correction and self.tr_s is not None:
-                factor = self._class_factor(tsc, mag1, te1)
+                factor, class_noise = self._class_factor(tsc, mag1, te1)
                 # inside the tubes the medium is the tube's own, which the fit calibrated
                 inside = tubes_mask(shape, voxel_mm, [t for t, _ in result.pairs], voxel_mm.mean())
                 factor = np.where(inside, 1.0, factor)
+                class_noise.varying &= ~inside
+                class_noise.outside_tubes, class_noise.uncorrected = ~inside, tsc
                 tsc = tsc * factor
             se, se_missing = None, ""
             if self.output_standard_error:
                 se, se_missing = self._standard_error(
-                    signal, mag1, kfilter, info, result, factor, voxel_mm
+                    signal, mag1, kfilter, info, result, factor, voxel_mm, class_noise
                 )
             if se_missing:
                 log.warning("no TSC standard error: %s", se_missing)
@@ -388,9 +415,13 @@ class TscCalibration(EchoVolumesGadget):
         if picture is not None:
             yield from self._qa_finish(picture, first, fit, result.failure)
 
-    def _standard_error(self, signal, mag1, kfilter, info: GriddedVolume, result, factor, voxel_mm):
+    def _standard_error(
+        self, signal, mag1, kfilter, info: GriddedVolume, result, factor, voxel_mm, class_noise
+    ):
         """``(standard error map, "")`` in mmol/L (:mod:`gadgets.core.calibration.uncertainty`),
-        or ``(None, why not)``."""
+        or ``(None, why not)``. The class correction's own noise is in it (``class_noise``
+        from :meth:`_class_factor`; the second echo's magnitude noise taken as the first's,
+        scaled by the two echoes' noise powers: the same combination weights)."""
         if self.noise_gain is None or info.noise_power is None:
             return None, "the image noise is unknown (no noise gain from the coil combination)"
         if self.noise_gain.shape != signal.shape:
@@ -406,7 +437,23 @@ class TscCalibration(EchoVolumesGadget):
             signal_variance(mag1, voxel_mm, t, head, kfilter, mag_var, fitted) for t in tubes
         ]
         cov = fit_covariance(fit, tube_var)
-        return tsc_standard_error(signal, mag_var, fit, cov, factor), ""
+        factor_var = factor_cov = 0.0
+        noise = class_noise
+        if noise is not None and noise.smooth is None:  # one echo: F is F(T)
+            factor = factor + noise.uncorrected * np.where(noise.varying, noise.ramp_per_mM, 0.0)
+        elif noise is not None:
+            power2 = noise.echo2_power or info.noise_power
+            factor_var, factor_cov = two_echo_factor_noise(
+                *noise.smooth,
+                mag_var,
+                mag_var * (power2 / info.noise_power),
+                smoothing_noise_ratios(info.noise_weights, info.k_radius_cpp, noise.sigma_vox),
+                *noise.echo_ratios,
+                noise.per_fraction,
+                noise.outside_tubes,
+            )
+        se = tsc_standard_error(signal, mag_var, fit, cov, factor, factor_var, factor_cov)
+        return se, ""
 
     @staticmethod
     def _typical_interval(tsc: np.ndarray, se: np.ndarray, head: np.ndarray | None) -> str:
@@ -515,25 +562,30 @@ class TscCalibration(EchoVolumesGadget):
         log.info("QA picture: calibration %s, %dx%d px", status, rgb.shape[1], rgb.shape[0])
         yield picture_image(rgb, first, meta, series_index=self.qa_series_index)
 
-    def _class_factor(self, tsc: np.ndarray, mag1: np.ndarray, te1: float) -> np.ndarray:
+    def _class_factor(
+        self, tsc: np.ndarray, mag1: np.ndarray, te1: float
+    ) -> tuple[np.ndarray, _ClassNoise]:
+        """The per-voxel class correction, and what its noise depends on (for the standard
+        error)."""
         brain = rx.relaxation("brain", self.field_T)
         fluid = rx.relaxation("fluid", self.field_T)
         args = (self.tr_s, self.flip_deg, te1)
+        w_tube, w_brain, w_fluid = (c.weight(*args) for c in (self.tube, brain, fluid))
+        slope = w_tube * (1.0 / w_fluid - 1.0 / w_brain)  # dF / d(fluid fraction)
         if 1 in self.echoes:
             x2, info2 = self._echo(1)
-            te2 = info2.require_echo_time("TscCalibration")
-            frac = rx.fluid_fraction_two_echo(
-                gaussian_filter(mag1, 1.0),
-                gaussian_filter(np.abs(x2), 1.0),
-                brain,
-                fluid,
-                (te1, te2),
-            )
+            te = (te1, info2.require_echo_time("TscCalibration"))
+            sigma = _ClassNoise.sigma_vox
+            s1, s2 = gaussian_filter(mag1, sigma), gaussian_filter(np.abs(x2), sigma)
+            frac = rx.fluid_fraction_two_echo(s1, s2, brain, fluid, te)
+            noise = _ClassNoise(slope, (frac > 0) & (frac < 1), smooth=(s1, s2))
+            noise.echo_ratios = (rx.echo_ratio(brain, te), rx.echo_ratio(fluid, te))
+            noise.echo2_power = info2.noise_power
         else:
             frac = rx.fluid_fraction_one_echo(tsc, self.fluid_from_mM, self.fluid_to_mM)
-        return rx.class_correction(
-            frac, self.tube.weight(*args), brain.weight(*args), fluid.weight(*args)
-        )
+            noise = _ClassNoise(slope, (frac > 0) & (frac < 1))
+            noise.ramp_per_mM = slope / (self.fluid_to_mM - self.fluid_from_mM)
+        return rx.class_correction(frac, w_tube, w_brain, w_fluid), noise
 
     @staticmethod
     def _meta(description, unit, label, seq, window, comments, quantitative=True):

@@ -102,13 +102,17 @@ def relaxation(name: str, field_T: float) -> Relaxation:
     return CLASSES[name][0 if field_T < 5.0 else 1]
 
 
+def echo_ratio(cls: Relaxation, te_s: tuple) -> float:
+    """A class's signal at the second echo over the first: ``decay(TE2) / decay(TE1)``."""
+    return float(cls.decay(te_s[1]) / cls.decay(te_s[0]))
+
+
 def fluid_fraction_two_echo(
     echo1: np.ndarray, echo2: np.ndarray, brain: Relaxation, fluid: Relaxation, te_s: tuple
 ) -> np.ndarray:
     """Fraction of the echo-1 signal from the fluid class, from the echo ratio (clipped 0..1).
     Magnitudes (or phase-aligned real parts) of the two echoes, already smoothed."""
-    e_b = float(brain.decay(te_s[1]) / brain.decay(te_s[0]))
-    e_f = float(fluid.decay(te_s[1]) / fluid.decay(te_s[0]))
+    e_b, e_f = echo_ratio(brain, te_s), echo_ratio(fluid, te_s)
     safe = np.where(np.abs(echo1) > 0, echo1, 1.0)
     ratio = np.where(np.abs(echo1) > 0, echo2 / safe, e_b)
     return np.clip((ratio - e_b) / (e_f - e_b), 0.0, 1.0).astype(np.float32)
