@@ -105,8 +105,10 @@ def smoothing_noise_ratios(
 
         var ratio = sum u G^2 / sum u,    cov ratio = sum u G / sum u
 
-    (exact for the adjoint NUFFT's noise; radial noise, mostly at high k, is smoothed away far
-    more than white noise would be)."""
+    (exact for the adjoint NUFFT's noise). It depends on the trajectory: plain 3D radial's noise,
+    mostly at high k, keeps about half of what white noise would keep (tested); a
+    density-adapted readout's, with more at low k, keeps more (8% of the variance at 1 voxel
+    on the 7T dual-echo scan, against 2.2% for white noise)."""
     u = np.asarray(noise_weights, np.float64)
     g = np.exp(-2.0 * np.pi**2 * sigma_vox**2 * np.asarray(k_radius_cpp, np.float64) ** 2)
     total = max(float(np.sum(u)), 1e-300)
