@@ -2,7 +2,8 @@
 
 The scan is simulated ``--repeats`` times with the same head, coil and tubes and another noise
 (``ScanDescription.noise_seed``), each reconstructed with its protocol's chain and
-``output_standard_error=true``. Per ROI of the truth (and over the whole head), the observed
+``output_standard_error=true``. Per ROI of the truth (and over the head's tissue, by the
+truth's labels), the observed
 spread is the standard deviation over the repeats at each voxel, the predicted one the mean of the
 standard-error maps; both are averaged as variances over the ROI's voxels:
 
@@ -102,9 +103,23 @@ def main() -> None:
             f"{ratio:6.3f}"
             + ("  (the fit absorbs the tube's own noise: not a target)" if tube else "")
         )
-    head = np.mean(maps_a, axis=0) > 20
+    # the head's tissue by the truth's labels (air and tubes out), and the rest above 20 mM:
+    # the tubes and their edges, where undo_tube_blur redraws each tube with its fitted geometry,
+    # whose noise the standard error does not carry
+    labelled = np.load(truth.with_name(f"{desc.name}_truth.npz"))
+    names = [str(n) for n in labelled["label_names"]]
+    tissue_ids = [i for i, n in enumerate(names) if n != "air" and not n.startswith("tube")]
+    signal = np.mean(maps_a, axis=0) > 20
+    head = signal & np.isin(labelled["labels"], tissue_ids)
     head_ratio = float(np.sqrt(observed_var[head].mean() / predicted_var[head].mean()))
-    print(f"{'head (>20 mM)':14s} {int(head.sum()):6d} {'':11s} {'':12s} {head_ratio:6.3f}")
+    print(f"{'head tissue':14s} {int(head.sum()):6d} {'':11s} {'':12s} {head_ratio:6.3f}")
+    rest = signal & ~head
+    if rest.any():
+        rest_ratio = float(np.sqrt(observed_var[rest].mean() / predicted_var[rest].mean()))
+        print(
+            f"{'tubes + edges':14s} {int(rest.sum()):6d} {'':11s} {'':12s} {rest_ratio:6.3f}"
+            "  (undo_tube_blur's geometry noise is not modelled: not a target)"
+        )
     worst = max([head_ratio, *ratios], key=lambda r: abs(r - 1.0))
     ok = abs(worst - 1.0) <= 0.2
     print(
