@@ -22,12 +22,13 @@ the fit, ``F`` the class correction, 1 in the tubes)::
   uncorrected TSC itself, so the noise of ``T`` passes with ``F + T dF/dT`` instead of ``F``.
 
 What it leaves out, so what a repeated scan would *not* show either: systematic errors (the fit's
-residuals, resolution, the relaxation values set for the tubes) and noise correlation between
-voxels beyond the class correction's smoothing, so maps smoothed after calibration get no
-standard error. Inside the tubes the fit's noise and the
-voxel's are not independent (the line is taken from those voxels), so there it is only a rough
-guide (measured: 0.74-1.6 times the spread). It is the spread of repeated scans of the same head,
-not the error against the truth.
+residuals, resolution, the relaxation values set for the tubes), noise correlation between
+voxels beyond the class correction's smoothing (so maps smoothed after calibration get no
+standard error), and, at the tubes' edges, the noise of ``undo_tube_blur``'s fitted tube
+geometry (a fitted radius 0.1 mm off moves an edge voxel by tens of mmol/L). Inside the tubes
+the fit's noise and the voxel's are not independent (the line is taken from those voxels), so
+there it is only a rough guide (measured: 0.74-1.6 times the spread). It is the spread of
+repeated scans of the same head, not the error against the truth.
 """
 
 from __future__ import annotations
