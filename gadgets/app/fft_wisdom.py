@@ -13,7 +13,6 @@ machine (and with the thread count) the server runs on.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +21,9 @@ import ismrmrd
 
 from gadgets.core.numerics.fft import wisdom_path
 from gadgets.runtime.application import Application
-from gadgets.runtime.chain import load_chain
-from gadgets.runtime.client import read_raw
-from gadgets.runtime.context import StepContext
-from gadgets.runtime.header import parse_header
-from gadgets.runtime.protocol_map import chain_for_protocol
-from gadgets.runtime.runner import ChainRunner
+from gadgets.runtime.client import file_runner
 
 __all__ = ["WisdomResult", "plan_fft_wisdom"]
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -54,16 +46,10 @@ def plan_fft_wisdom(
     with FFTW ``effort`` (``measure`` or ``patient``) and store them as the machine's wisdom."""
     if effort not in ("measure", "patient"):
         raise ValueError(f"planning effort must be measure or patient, got {effort!r}")
-    xml, items = read_raw(path)
-    overrides = dict(overrides or {})
-    if chain is None:
-        entry = chain_for_protocol(xml, app.chains_dir)
-        chain, overrides = entry.chain, {**entry.overrides, **overrides}
-    spec = load_chain(chain, app.chains_dir)
-    limits = parse_header(xml).encoding[0].encodingLimits
+    runner, items = file_runner(path, app, chain, {**(overrides or {}), "fft_effort": effort})
+    limits = runner.header.encoding[0].encodingLimits
     contrast = limits.contrast if limits is not None else None
     echoes = int(contrast.maximum) + 1 if contrast is not None else 1
-    runner = ChainRunner(spec, xml, {**overrides, "fft_effort": effort}, context=StepContext())
     seen: set[int] = set()
     started = time.perf_counter()
     for item in items:  # the noise scans, then the first readout of every echo
@@ -77,4 +63,6 @@ def plan_fft_wisdom(
                 break
     if not seen:
         raise ValueError(f"{path} has no imaging readouts to plan the FFTs for")
-    return WisdomResult(spec.name, effort, len(seen), time.perf_counter() - started, wisdom_path())
+    return WisdomResult(
+        runner.spec.name, effort, len(seen), time.perf_counter() - started, wisdom_path()
+    )

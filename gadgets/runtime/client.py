@@ -35,7 +35,7 @@ from gadgets.runtime.protocol import (
 from gadgets.runtime.protocol_map import chain_for_protocol
 from gadgets.runtime.runner import ChainRunner
 
-__all__ = ["SendResult", "read_raw", "recon_file", "run_file", "send_file"]
+__all__ = ["SendResult", "file_runner", "read_raw", "recon_file", "run_file", "send_file"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,23 @@ def recon_file(
     return out
 
 
+def file_runner(
+    path: str | Path,
+    app: Application,
+    chain: str | None = None,
+    overrides: dict | None = None,
+) -> tuple[ChainRunner, Iterator]:
+    """The in-process runner of a chain (by name or path; the protocol map's choice, with its
+    settings, when None; ``overrides`` on top) for a file, and the file's acquisitions."""
+    xml, items = read_raw(path)
+    overrides = dict(overrides or {})
+    if chain is None:
+        entry = chain_for_protocol(xml, app.chains_dir)
+        chain, overrides = entry.chain, {**entry.overrides, **overrides}
+    runner = ChainRunner(load_chain(chain, app.chains_dir), xml, overrides, context=StepContext())
+    return runner, items
+
+
 def run_file(
     path: str | Path,
     app: Application,
@@ -102,12 +119,7 @@ def run_file(
 ) -> Iterator:
     """What a chain (by name or path; the protocol map's choice when None, its settings under
     ``overrides``) returns for a file, in-process, as it comes."""
-    xml, items = read_raw(path)
-    overrides = dict(overrides or {})
-    if chain is None:
-        entry = chain_for_protocol(xml, app.chains_dir)
-        chain, overrides = entry.chain, {**entry.overrides, **overrides}
-    runner = ChainRunner(load_chain(chain, app.chains_dir), xml, overrides, context=StepContext())
+    runner, items = file_runner(path, app, chain, overrides)
     for item in items:
         yield from runner.push(item)
     yield from runner.finish_iter()

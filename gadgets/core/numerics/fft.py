@@ -113,7 +113,7 @@ class PrunedFFT:
         }
         axes = [a for a in (2, 1, 0) if g[a] > 1]
         #: how the plans were made: "estimate", "wisdom", "measure" or "patient"
-        self.planned_by = "wisdom" if effort == "wisdom" else effort
+        self.planned_by = effort
 
         def plan(axis: int, direction: str) -> pyfftw.FFTW:
             view = views[axis]
