@@ -3,7 +3,8 @@
 # on Python 3.10 with numpy 1.26.4 (the official Gadgetron images' pins) -- run from a folder
 # outside the repository, so nothing but the installed package can be imported:
 # simulate, recon (protocol map and coil file from the wheel), serve + send, serve --chains DIR
-# with a site's own chains and coil file. docker/Dockerfile installs the wheel the same way.
+# with a site's own chains and coil file, coil-profile on a bottle. docker/Dockerfile installs the
+# wheel the same way.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${WHEEL_PYTHON:-python3.10}
@@ -66,5 +67,14 @@ with open("serve_site.log") as f:
     log = f.read()
 assert "site/coils/our_birdcage.json" in log, "the site's coil file was not used"
 print("wheel job: recon == serve + send; serve --chains DIR found its coil file")
+PY
+# installing a new coil on the pinned stack: its bottle measured to the wall (the blur model)
+"$sg" simulate tiny_siteb_bottle_birdcage --out raw
+"$sg" coil-profile raw/tiny_siteb_bottle_birdcage.h5 --out bottle_coil.json
+"$py" - <<'PY'
+import json
+profile = json.load(open("bottle_coil.json"))["spline_profile"]
+assert profile["fit_rms"] < 0.05 and profile["extension_rms"] < 0.1, profile["fit_rms"]
+print("wheel job: coil-profile wrote a spline profile, fit RMS", profile["fit_rms"])
 PY
 echo "wheel job passed (in $work)"

@@ -5,7 +5,10 @@ The bottle scan runs through the patient chain's own steps up to and including i
 combination (prewhitening, gridding, the same combination method and block), with no coil file,
 so that the profile measured is exactly the one that combination leaves in a patient's image.
 Then :func:`gadgets.core.receive.spline_profile.fit_spline_profile` fits it (any coil: arrays of
-any channel count, volume coils), or, with ``degree``, the polynomial of
+any channel count, volume coils) out to the bottle's wall, through the blur this readout gives a
+saline bottle (the image's k-space radii and sample times, the gridder's window, saline's
+relaxation at the scan's field; ``blur_model=False``: only the bottle's interior), or, with
+``degree``, the polynomial of
 :mod:`gadgets.core.receive.receive_profile` (one-channel coils only). The file records the coil's
 identity from the header (channels, coil labels, field), which every later scan must match.
 """
@@ -20,7 +23,10 @@ import ismrmrd
 import numpy as np
 
 from gadgets.app.application import application
+from gadgets.core.calibration.tube_templates import readout_blur, readout_filter
+from gadgets.core.numerics.apodization import kaiser_window
 from gadgets.core.numerics.geometry import Geometry
+from gadgets.core.numerics.relaxation import relaxation
 from gadgets.core.receive.coil_identity import CoilIdentity
 from gadgets.core.receive.receive_profile import ReceiveProfile, fit_profile
 from gadgets.core.receive.spline_profile import SplineProfile, fit_spline_profile
@@ -78,6 +84,7 @@ def measure_coil_profile(
     chain: str = "sodium_tsc",
     spacing_mm: float = 12.0,
     extend_mm: float = 10.0,
+    blur_model: bool = True,
 ) -> SplineProfile | ReceiveProfile:
     """Reconstruct the bottle scan ``raw`` as ``chain`` combines a patient's channels, fit its
     profile and write the coil file ``out`` (its name: ``name``, else the file's stem)."""
@@ -100,10 +107,25 @@ def measure_coil_profile(
             f"phantom ({source}) with sodium-gadgets coil-profile",
         )
         return profile
+    blur = None
+    if blur_model:
+        # the bottle's own blur: saline's T2* during the readout, the gridder's window
+        info = GriddedVolume.from_meta(read_meta(image), "coil-profile")
+        medium = relaxation("saline", coil.field_T or 3.0)
+        kr = np.asarray(info.k_radius_cpp)
+        beta = info.k_window_beta
+        window = kaiser_window(kr, info.k_max_cpp, beta) if beta > 0 else None
+        te_s = info.echo_time_s or 0.0
+        kfilter = readout_filter(kr, info.sample_times_s, medium.decay, te_s, window)
+
+        def blur(volume: np.ndarray, upsampling: int) -> np.ndarray:
+            return readout_blur(volume, kfilter, upsampling)
+
     profile = fit_spline_profile(
         magnitude,
         points,
         name,
+        blur=blur,
         spacing_mm=spacing_mm,
         extend_mm=extend_mm,
         measured_from=source,

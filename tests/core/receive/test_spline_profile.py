@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from gadgets.core.calibration.tube_templates import readout_blur, readout_filter
+from gadgets.core.numerics.apodization import kaiser_window
 from gadgets.core.receive.coil_identity import CoilIdentity
 from gadgets.core.receive.spline_profile import SplineProfile, fit_spline_profile
 
@@ -48,6 +50,38 @@ def test_the_fitted_profile_is_the_true_one_inside_the_bottle():
     assert np.isfinite(profile.extension_rms)
     assert profile.valid_at(probe).all()
     assert not profile.valid_at(np.array([[0, 0, 150.0], [0, 0, 125.0]])).any()
+
+
+def test_with_the_readout_blur_the_profile_holds_to_the_bottle_wall():
+    """A bottle imaged as a scan images it, ``blur(bottle * p)`` (drawn 3x finer, through a
+    T2*-weighted, windowed readout): fitted with the blur model (``log(m / blur(bottle))`` to
+    the wall), the profile is the one the scan sees (``blur(p)``, what any object in it gets)
+    within 1%, 5 mm inside the wall too, where leaving out the wall's 10 mm errs by over 1%."""
+    f = 3
+    pts = _points()
+    fine_axis = (np.arange(N * f) - (N * f) // 2) * VOXEL / f
+    z, y, x = np.meshgrid(fine_axis, fine_axis, fine_axis, indexing="ij")
+    fine = np.stack([x, y, z], axis=-1) + (pts[0, 0, 0] - [fine_axis[f // 2]] * 3)
+    bottle = (np.hypot(fine[..., 0], fine[..., 1]) <= 100) & (np.abs(fine[..., 2]) <= 100)
+    kr = np.linspace(0.0, 0.5, 200)
+    window = kaiser_window(kr, 0.5, 3.0)
+    kf = readout_filter(kr, kr * 0.02, lambda t: np.exp(-np.asarray(t) / 0.03), 0.0, window)
+    rng = np.random.default_rng(1)
+    image = 100.0 * readout_blur(bottle * _loops(fine), kf, f)
+    image = np.abs(image + rng.normal(0, 0.5, image.shape))
+    seen = readout_blur(_loops(fine), kf, f) / readout_blur(np.ones(fine.shape[:-1]), kf, f)
+    # mid-brain, beside the head, near the wall, 5 mm inside the wall (side and end)
+    probe = np.array([[0, 0, 0], [40, -30, 20], [85, 0, 0], [-65, 65, -40], [95, 0, 0], [0, 0, 95]])
+    at = tuple(np.rint(probe[:, ::-1] / VOXEL + N // 2).astype(int).T)
+
+    def errors(blur):
+        fitted = fit_spline_profile(image, pts, "blurred", smoothness=0.002, blur=blur)
+        fitted = fitted(pts)[at] / seen[at]
+        return np.abs(fitted / fitted[0] - 1)
+
+    with_model = errors(lambda volume, upsampling: readout_blur(volume, kf, upsampling))
+    assert with_model.max() < 0.01, with_model
+    assert errors(None)[-2:].min() > 0.01  # why coil-profile uses the model
 
 
 def test_a_coil_file_reads_back_the_same_profile(tmp_path):
