@@ -47,7 +47,7 @@ from scipy.ndimage import gaussian_filter
 from gadgets.core.calibration.calibrate import CalibrationResult, TubeSetup, calibrate
 from gadgets.core.calibration.tube import tubes_mask
 from gadgets.core.calibration.tube_fit import signal_variance
-from gadgets.core.calibration.tube_templates import readout_filter, undo_tube_blur
+from gadgets.core.calibration.tube_templates import undo_tube_blur
 from gadgets.core.calibration.uncertainty import (
     fit_covariance,
     smoothing_noise_ratios,
@@ -55,7 +55,6 @@ from gadgets.core.calibration.uncertainty import (
     two_echo_factor_noise,
 )
 from gadgets.core.numerics import relaxation as rx
-from gadgets.core.numerics.apodization import kaiser_window
 from gadgets.core.receive.coil_identity import SINGLE_CHANNEL
 from gadgets.echo_volumes import EchoVolumesGadget
 from gadgets.runtime.gadget import Property
@@ -291,9 +290,7 @@ class TscCalibration(EchoVolumesGadget):
         voxel_mm = np.asarray(first.field_of_view, np.float64) / np.array(shape[::-1])
         te1 = info.require_echo_time("TscCalibration")
         beta = info.k_window_beta  # the gridder's apodisation, which the templates carry too
-        kr = np.asarray(info.k_radius_cpp)
-        window = kaiser_window(kr, info.k_max_cpp, beta) if beta > 0 else None
-        kfilter = readout_filter(kr, info.sample_times_s, self.tube.decay, te1, window)
+        kfilter = info.readout_filter(self.tube.decay, te1)
         positions = None
         if self.positions is not None:
             positions = tuple(self._patient_to_volume(first, p) for p in self.positions)

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 import ismrmrd
 import numpy as np
 
+from gadgets.core.calibration.tube_templates import readout_filter
+from gadgets.core.numerics.apodization import kaiser_window
 from gadgets.volumes import read_meta
 
 __all__ = ["GriddedVolume", "MetaError"]
@@ -93,6 +95,15 @@ class GriddedVolume:
     def sample_times_s(self) -> np.ndarray:
         """Time of each sample after the readout's start, s."""
         return np.arange(self.samples) * self.dwell_s
+
+    def readout_filter(self, decay, te_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This volume's readout weighting of a medium whose transverse decay is ``decay(t_s)``,
+        at echo time ``te_s``, with the gridder's apodisation (what a tube template or a
+        bottle's blur carries: :func:`gadgets.core.calibration.tube_templates.readout_filter`)."""
+        kr = np.asarray(self.k_radius_cpp)
+        beta = self.k_window_beta
+        window = kaiser_window(kr, self.k_max_cpp, beta) if beta > 0 else None
+        return readout_filter(kr, self.sample_times_s, decay, te_s, window)
 
     @property
     def centre_bin(self) -> int:

@@ -23,8 +23,7 @@ import ismrmrd
 import numpy as np
 
 from gadgets.app.application import application
-from gadgets.core.calibration.tube_templates import readout_blur, readout_filter
-from gadgets.core.numerics.apodization import kaiser_window
+from gadgets.core.calibration.tube_templates import readout_blur
 from gadgets.core.numerics.geometry import Geometry
 from gadgets.core.numerics.relaxation import relaxation
 from gadgets.core.receive.coil_identity import CoilIdentity
@@ -112,11 +111,7 @@ def measure_coil_profile(
         # the bottle's own blur: saline's T2* during the readout, the gridder's window
         info = GriddedVolume.from_meta(read_meta(image), "coil-profile")
         medium = relaxation("saline", coil.field_T or 3.0)
-        kr = np.asarray(info.k_radius_cpp)
-        beta = info.k_window_beta
-        window = kaiser_window(kr, info.k_max_cpp, beta) if beta > 0 else None
-        te_s = info.echo_time_s or 0.0
-        kfilter = readout_filter(kr, info.sample_times_s, medium.decay, te_s, window)
+        kfilter = info.readout_filter(medium.decay, info.echo_time_s or 0.0)
 
         def blur(volume: np.ndarray, upsampling: int) -> np.ndarray:
             return readout_blur(volume, kfilter, upsampling)
