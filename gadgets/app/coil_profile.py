@@ -7,7 +7,8 @@ so that the profile measured is exactly the one that combination leaves in a pat
 Then :func:`gadgets.core.receive.spline_profile.fit_spline_profile` fits it (any coil: arrays of
 any channel count, volume coils) out to the bottle's wall, through the blur this readout gives a
 saline bottle (the image's k-space radii and sample times, the gridder's window, saline's
-relaxation at the scan's field; ``blur_model=False``: only the bottle's interior), or, with
+relaxation at the scan's field; ``blur_model=False``: only the bottle's interior) and keeps the
+scan's prewhitening matrix, to which patients' channels are rewhitened; or, with
 ``degree``, the polynomial of
 :mod:`gadgets.core.receive.receive_profile` (one-channel coils only). The file records the coil's
 identity from the header (channels, coil labels, field), which every later scan must match.
@@ -44,9 +45,10 @@ _COMBINER = "CoilCombiner"
 
 def combined_bottle_image(
     raw: str | Path, chain: str = "sodium_tsc", overrides: dict[str, str] | None = None
-) -> tuple[ismrmrd.Image, dict[str, str], CoilIdentity]:
+) -> tuple[ismrmrd.Image, dict[str, str], CoilIdentity, np.ndarray | None]:
     """The first echo's combined image (0 Hz bin) of ``raw`` through ``chain`` up to its coil
-    combination; the combiner's properties; the scan's coil identity."""
+    combination; the combiner's properties; the scan's coil identity; its prewhitening matrix
+    (None without noise scans or ``send_whitening``)."""
     app = application()
     spec = load_chain(chain, app.chains_dir)
     at = next((i for i, s in enumerate(spec.steps) if s.target == _COMBINER), None)
@@ -71,7 +73,7 @@ def combined_bottle_image(
     combiner = runner.steps[at][1]
     props = {"method": combiner.method, "block": str(combiner.block)}
     coil = CoilIdentity.from_header(runner.header, channels)
-    return first, {**props, "centre_bin": str(info.centre_bin)}, coil
+    return first, {**props, "centre_bin": str(info.centre_bin)}, coil, combiner.whitening
 
 
 def measure_coil_profile(
@@ -87,7 +89,7 @@ def measure_coil_profile(
 ) -> SplineProfile | ReceiveProfile:
     """Reconstruct the bottle scan ``raw`` as ``chain`` combines a patient's channels, fit its
     profile and write the coil file ``out`` (its name: ``name``, else the file's stem)."""
-    image, combiner, coil = combined_bottle_image(raw, chain)
+    image, combiner, coil, whitening = combined_bottle_image(raw, chain)
     magnitude = np.abs(image.data[int(combiner["centre_bin"])])
     points = Geometry.from_image(image).points_mm()
     name = name or Path(out).stem
@@ -127,6 +129,7 @@ def measure_coil_profile(
         measured_with=coil,
         combination=combiner["method"],
         block=int(combiner["block"]),
+        whitening=whitening if coil.channels > 1 else None,
         description=description
         or f"receive profile of {coil.describe()} through {chain}'s {combiner['method']} "
         f"combination, fitted to a uniform bottle ({source}) with sodium-gadgets coil-profile",

@@ -72,6 +72,8 @@ def test_a_new_coil_measured_on_its_bottle_calibrates_its_patients(site, tmp_pat
         request.applymarker(MISSES_A_TUBE)
     record = json.loads(coil.read_text())
     assert record["measured_with"]["labels"][0] == desc.coil_spec().labels()[0]
+    # an array's file keeps its bottle's prewhitening, for the patients' channels
+    assert ("bottle_whitening" in record) == (desc.coil_spec().channels > 1)
     images = _recon(site, tmp_path / "out")
     assert "Na23 TSC [mmol/L]" in images, capsys.readouterr()
     tsc = images["Na23 TSC [mmol/L]"]
