@@ -25,13 +25,11 @@ strength) is used, and a file made with another coil is never used, whatever its
 * a measured profile (:mod:`gadgets.core.receive.spline_profile`, any coil, made by
   ``sodium-gadgets coil-profile`` from a bottle scan through this same combination): the
   combination's weights are divided by it. The file keeps the bottle scan's prewhitening matrix;
-  with ``rewhiten_to_bottle`` this scan's channels are combined as if whitened with it
-  (:func:`gadgets.core.numerics.noise.rewhitening`): the profile an optimal combination leaves
-  depends on the whitening, and each scan's own estimate of the noise covariance differs by
-  ~1%, which moved the profile at the tubes by up to 1.6% between two scans of one bottle.
-  (Off by default: at CI size, 1024 noise samples, it changed the 8-loop scan's image enough
-  for a 20 mM tube beside a 45 mM one to merge with it, chains/README.md.) The profile
-  holds only where the bottle was; that region goes
+  with ``rewhiten_to_bottle`` (on by default) this scan's channels are combined as if whitened
+  with it (:func:`gadgets.core.numerics.noise.rewhitening`): the profile an optimal combination
+  leaves depends on the whitening, and each scan's own estimate of the noise covariance differs
+  by ~1%, which moved the profile at the tubes by up to 1.6% between two scans of one bottle.
+  The profile holds only where the bottle was; that region goes
   downstream once as an image with meta ``DataRole=ReceiveProfileValidity`` (1 inside, 0 outside),
   and the calibration refuses tubes outside it;
 * a polynomial profile of a one-channel coil (:mod:`gadgets.core.receive.receive_profile`);
@@ -133,7 +131,7 @@ class CoilCombiner(Gadget):
         ),
         "rewhiten_to_bottle": Property(
             bool,
-            False,
+            True,
             "combine the channels as if whitened like the coil file's bottle scan (when it keeps "
             "its prewhitening): the measured profile then holds whatever this scan's noise "
             "estimate",

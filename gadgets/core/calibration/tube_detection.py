@@ -12,10 +12,12 @@ holding at least a third of a nominal tube's cross-section per axial voxel.
   ``max_head_contact`` of its voxels next to the head is rejected.
 * With the holder's ``axis`` given (a unit vector in volume axes), tubes lie along it: a component
   is projected along the axis and split at the peaks of its cross-section correlated with a disc of
-  the tube's radius (at least 1.6 radii apart), so that neighbouring tubes that blur into one
-  component become two, and a component shorter along the axis than its width or than
-  ``min_length_mm`` (a blob, an eye: not a tube) is rejected. Without it the axis is the principal
-  axis of the voxels (snapped to a volume axis within 8 degrees).
+  the tube's radius, so that neighbouring tubes that blur into one component become two. Two peaks
+  are two tubes when they lie at least 1.6 radii apart and the projection between them dips below
+  ``_DIP`` (0.8) of the fainter one: a test of shape, not of height, so a 20 mM tube beside a
+  150 mM one is split as surely as two alike. A component shorter along the axis than its width
+  or than ``min_length_mm`` (a blob, an eye: not a tube) is rejected. Without it the axis is the
+  principal axis of the voxels (snapped to a volume axis within 8 degrees).
 
 With ``positions_mm`` given, each position takes the nearest candidate (within 15 mm), or itself
 with the slice direction (or ``axis``) as axis.
@@ -31,6 +33,9 @@ from gadgets.core.calibration.tube import Tube
 from gadgets.core.numerics.geometry import volume_coordinates_mm
 
 __all__ = ["find_tubes"]
+
+_DIP = 0.8  # the projection between two tubes falls below this fraction of the fainter one
+_MIN_PEAK = 0.08  # of the strongest disc score: below the faintest tube of any holder (20/150 mM)
 
 
 def find_tubes(
@@ -121,15 +126,15 @@ def _split_along(
     score = ndimage.correlate(profile, disc / disc.sum(), mode="constant")
     size = max(3, int(2 * round(0.8 * r)) + 1)
     peaks = (score == ndimage.maximum_filter(score, size=size)) & footprint
-    peaks &= score >= 0.5 * score[footprint].max()
+    peaks &= score >= _MIN_PEAK * score[footprint].max()
     where = np.argwhere(peaks)
     if len(where) <= 1:
         return [part]
-    # peaks closer than 1.6 radii are one tube: keep the stronger
+    # a floor relative to the strongest peak would drop a 20 mM tube beside a 150 mM one
     order = np.argsort(-score[tuple(where.T)])
     kept: list[np.ndarray] = []
     for i in order:
-        if all(np.hypot(*(where[i] - q)) >= 1.6 * r for q in kept):
+        if all(_two_tubes(profile, where[i], q, r) for q in kept):
             kept.append(where[i])
     if len(kept) == 1:
         return [part]
@@ -137,6 +142,18 @@ def _split_along(
     dist = np.stack([np.hypot(*(grid - q).transpose(2, 0, 1)) for q in kept])
     owner = np.argmin(dist, axis=0)
     return [part & np.expand_dims(owner == j, k) for j in range(len(kept))]
+
+
+def _two_tubes(profile: np.ndarray, a: np.ndarray, b: np.ndarray, radius_vox: float) -> bool:
+    """Whether the projection peaks at ``a`` and ``b`` (array indices) are two tubes: 1.6 radii
+    apart, and the projection between them falls to ``_DIP`` of the fainter peak."""
+    distance = float(np.hypot(*(a - b)))
+    if distance < 1.6 * radius_vox:
+        return False
+    t = np.linspace(0.0, 1.0, max(3, int(np.ceil(4 * distance))))
+    line = a[:, None] + (b - a)[:, None] * t[None, :]
+    between = ndimage.map_coordinates(profile, line, order=1)
+    return float(between.min()) <= _DIP * min(profile[tuple(a)], profile[tuple(b)])
 
 
 def _open_with_ball(mask: np.ndarray, radius: int) -> np.ndarray:

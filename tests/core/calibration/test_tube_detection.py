@@ -49,9 +49,12 @@ def test_opening_with_a_ball_is_exact():
         assert np.array_equal(_open_with_ball(mask, r), expected)
 
 
-def _head_with_eyes_and_tubes(centres, radius_mm=13.5, voxel=VOXEL_4MM, shape=(60, 60, 60)):
+def _head_with_eyes_and_tubes(
+    centres, radius_mm=13.5, voxel=VOXEL_4MM, shape=(60, 60, 60), amplitudes=None
+):
     """A 'head' (40 a.u.) with two eyes of tube size (140 a.u.) bulging from its face, and
-    tubes of 60 mm along z at ``centres`` (x, y), blurred by the readout; with their truth."""
+    tubes of 60 mm along z at ``centres`` (x, y) (``amplitudes``, default 40, 70, ...), blurred
+    by the readout."""
     kf = readout_weighting("agarose", 7.0)
     coords = np.moveaxis(volume_coordinates_mm(shape, voxel), 0, -1)
     head = (coords[..., 0] / 70) ** 2 + (coords[..., 1] / 90) ** 2 + (coords[..., 2] / 80) ** 2
@@ -60,9 +63,10 @@ def _head_with_eyes_and_tubes(centres, radius_mm=13.5, voxel=VOXEL_4MM, shape=(6
         eye = np.linalg.norm(coords - np.array([side * 30, -80, -5.0]), axis=-1) <= radius_mm
         image = np.where(eye, 140.0, image)
     image = ndimage.gaussian_filter(image, 0.8)
-    for i, (x, y) in enumerate(centres):
+    amplitudes = amplitudes or [40.0 + 30 * i for i in range(len(centres))]
+    for (x, y), a in zip(centres, amplitudes, strict=True):
         t = Tube(np.array([x, y, 0.0]), np.array([0.0, 0.0, 1.0]), 60.0)
-        image = image + (40.0 + 30 * i) * template_image(shape, voxel, t, radius_mm, kf)
+        image = image + a * template_image(shape, voxel, t, radius_mm, kf)
     return np.abs(image + np.random.default_rng(2).normal(0, 1.0, shape))
 
 
@@ -92,3 +96,15 @@ def test_neighbouring_tubes_that_blur_into_one_are_split_along_the_holder_axis()
     print("split tubes: distance from the true centre (mm):", np.round(found, 1))
     assert len(tubes) == 3 and max(found) < 4.0
     assert all(np.allclose(t.axis, [0, 0, 1]) for t in tubes)
+
+
+@pytest.mark.parametrize("faint", [20.0, 45.0, 150.0])
+def test_a_faint_tube_beside_a_bright_one_is_split_whatever_their_ratio(faint):
+    # 20 and 150 mM side by side, 13 mm of air between them: a floor on the peak height relative
+    # to the strongest tube would take them as one
+    centres = [(95, -20), (95, 20), (-95, 0)]
+    image = _head_with_eyes_and_tubes(centres, amplitudes=[faint, 150.0, 90.0])
+    tubes, _ = find_tubes(image, VOXEL_4MM, 13.5, axis=np.array([0, 0, 1.0]), min_length_mm=36)
+    found = _distances(tubes, centres)
+    print(f"{faint:.0f} beside 150: distance from the true centre (mm):", np.round(found, 1))
+    assert len(tubes) == 3 and max(found) < 4.0
