@@ -2,15 +2,19 @@
 bit for bit, disconnects, idle and non-reading clients, file-descriptor exhaustion, the
 allow-list, kill -9 during delivery, a full disk, two patients in one folder, the memory budget
 and memory after a session. Each part checks its own numbers against the targets; this test
-fails if any part does, and shows the report."""
+fails if any part does, and shows the report. Marked slow (2-3 minutes on 2 cores): CI runs it
+on its own, after the default suite (.ci/run)."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_the_reliability_suite_passes_at_ci_size(tmp_path):
     done = subprocess.run(
         [

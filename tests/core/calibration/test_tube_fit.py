@@ -5,7 +5,12 @@ import pytest
 from conftest import VOXEL_4MM, readout_weighting
 
 from gadgets.core.calibration.tube import Tube
-from gadgets.core.calibration.tube_fit import measure_tube, screen_tubes, signal_variance
+from gadgets.core.calibration.tube_fit import (
+    axial_extent,
+    measure_tube,
+    screen_tubes,
+    signal_variance,
+)
 from gadgets.core.calibration.tube_templates import template_image, undo_tube_blur
 from gadgets.core.numerics.geometry import volume_coordinates_mm
 
@@ -39,6 +44,24 @@ def test_template_fit_is_free_of_t2star_blur_where_a_roi_mean_is_not():
     far = np.linalg.norm((coords - truth.centre_mm)[..., :2], axis=-1) > 20.0
     assert np.array_equal(sharp[far], image[far])  # outside the tube nothing changes
     assert np.array_equal(undo_tube_blur(image, VOXEL_4MM, [fitted], None), image)
+
+
+@pytest.mark.parametrize("lean_mm", [-8.0, 0.0, 8.0])
+def test_a_tube_detected_too_long_and_off_centre_is_measured_from_its_ends(lean_mm):
+    # the mask of a blurred tube is longer than the tube and its centroid leans: a fit region
+    # taken from it reaches into a blurred end, where the infinite template does not hold
+    kf = readout_weighting()
+    truth = Tube(np.array([36.0, -8.0, -6.0]), np.array([0.0, 0.0, 1.0]), 60.0)
+    image = 90.0 * template_image(SHAPE, VOXEL_4MM, truth, 12.0, kf)
+    image = np.abs(image + np.random.default_rng(5).normal(0, 1.0, SHAPE))
+    detected = Tube(truth.centre_mm + [1.5, -1.0, lean_mm], truth.axis, 80.0)
+    centre, length = axial_extent(image, VOXEL_4MM, detected, 12.0)
+    print(f"lean {lean_mm:+.0f} mm: centre z {centre[2]:+.2f} mm, length {length:.2f} mm")
+    assert centre[2] == pytest.approx(truth.centre_mm[2], abs=1.0)
+    assert length == pytest.approx(60.0, abs=2.0)
+    fitted = measure_tube(image, VOXEL_4MM, detected, np.zeros(SHAPE, bool), kf, 12.0)
+    assert fitted.signal == pytest.approx(90.0, rel=0.01)
+    assert fitted.length_mm == pytest.approx(60.0, abs=2.0)
 
 
 def test_screening_keeps_the_tubes_not_a_blob():
