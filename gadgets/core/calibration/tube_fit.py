@@ -1,9 +1,10 @@
 """Measuring a tube: the amplitude of its template (:mod:`.tube_templates`) that fits the image.
 
 The amplitude ``sum T |x| / sum T^2`` over the tube's central part is the signal of that
-concentration as a large region would show it: the same scale as brain. The centre is refined
-across the axis (the detected centroid leans away from the head) and the off-resonance (its
-phase twist during the readout blurs the tube too); the radius is the nominal one, or
+concentration as a large region would show it: the same scale as brain. The tube's ends are
+measured first (:func:`axial_extent`: half height of its axial profile), then the centre is
+refined across the axis (the detected centroid leans away from the head) and the off-resonance
+(its phase twist during the readout blurs the tube too); the radius is the nominal one, or
 (``radius_mm = 0``) fitted. Candidates are screened with one template each first
 (:func:`screen_tubes`).
 """
@@ -25,8 +26,8 @@ _NOMINAL_MM = 10.0  # where a free radius starts (the reach of the fitted region
 class _TubeFit:
     """The template fit of one tube: ``(residual, amplitude, moved tube)`` for parameters ``p``
     = (shift along e1 mm, shift along e2 mm, off-resonance / 10 Hz[, radius mm]) over the middle
-    of the tube (the detected length is only roughly known, blur and threshold: the template is
-    longer than that, so the ends never enter the fit)."""
+    of the tube, 3 voxels inside its measured ends (the template is infinite along the axis:
+    the blurred ends must not enter the fit)."""
 
     def __init__(self, magnitude, voxel_mm, tube: Tube, head, kfilter, radius_mm: float) -> None:
         self.vox = vox = float(np.mean(voxel_mm))

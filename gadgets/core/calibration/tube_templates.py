@@ -181,7 +181,7 @@ def undo_tube_blur(
     relaxation during the readout -- where a large region would read 1. The tube sits in air, so
     its own blurred signal is all there is there; afterwards the map inside reads the
     concentration the calibration measured, not 5-15% less at 7T. Scaled: voxels whose centre is
-    at least half a voxel inside the wall and more than a voxel from the detected ends (where
+    at least half a voxel inside the wall and more than a voxel from the measured ends (where
     the infinite template holds), the gain capped at ``max_gain``; chosen by the fitted geometry
     alone (the head mask, blurred, can reach into a tube 2 mm from the scalp: measured, a quarter
     of each tube's voxels at 5.6 mm). Without readout timing nothing changes."""
