@@ -98,10 +98,11 @@ def test_neighbouring_tubes_that_blur_into_one_are_split_along_the_holder_axis()
     assert all(np.allclose(t.axis, [0, 0, 1]) for t in tubes)
 
 
-@pytest.mark.parametrize("faint", [20.0, 45.0, 150.0])
+@pytest.mark.parametrize("faint", [10.0, 15.0, 20.0, 45.0, 150.0])
 def test_a_faint_tube_beside_a_bright_one_is_split_whatever_their_ratio(faint):
-    # 20 and 150 mM side by side, 13 mm of air between them: a floor on the peak height relative
-    # to the strongest tube would take them as one
+    # a faint tube 13 mm beside a 150 mM one: a floor on the peak height relative to the
+    # strongest tube takes them as one, and so does a peak search whose window reaches the
+    # bright tube's flank (15 mM)
     centres = [(95, -20), (95, 20), (-95, 0)]
     image = _head_with_eyes_and_tubes(centres, amplitudes=[faint, 150.0, 90.0])
     tubes, _ = find_tubes(image, VOXEL_4MM, 13.5, axis=np.array([0, 0, 1.0]), min_length_mm=36)
