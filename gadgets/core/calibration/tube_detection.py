@@ -35,7 +35,7 @@ from gadgets.core.numerics.geometry import volume_coordinates_mm
 __all__ = ["find_tubes"]
 
 _DIP = 0.8  # the projection between two tubes falls below this fraction of the fainter one
-_MIN_PEAK = 0.08  # of the strongest disc score: below the faintest tube of any holder (20/150 mM)
+_MIN_PEAK = 0.08  # of the strongest disc score: a 12 mM tube merged with a 150 mM one is looked for
 
 
 def find_tubes(
