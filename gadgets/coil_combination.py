@@ -311,9 +311,9 @@ class CoilCombiner(Gadget):
             rewhiten = self._rewhitening(model)
             if rewhiten is None:
                 base = self._weights(coils)
-            else:  # the weights of the rewhitened channels, applied to this scan's
+            else:  # the weights of the rewhitened channels, applied to this scan's: T^H w
                 t = rewhiten.astype(np.complex64)
-                base = np.einsum("cd,c...->d...", t.conj(), self._weights(_mix(t, coils)))
+                base = _mix(t.conj().T, self._weights(_mix(t, coils)))
         else:
             base = np.ones((1, *coils.shape[1:]), np.complex64)
         self.combination = f"profile:{model.name}"

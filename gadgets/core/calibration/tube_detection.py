@@ -124,8 +124,9 @@ def _split_along(
     yy, xx = np.mgrid[-int(r) - 1 : int(r) + 2, -int(r) - 1 : int(r) + 2]
     disc = (yy**2 + xx**2 <= r**2).astype(np.float64)
     score = ndimage.correlate(profile, disc / disc.sum(), mode="constant")
-    size = 3  # a faint tube's peak beside a bright tube's flank: the dip test tells them apart
-    peaks = (score == ndimage.maximum_filter(score, size=size)) & footprint
+    # any local maximum: a wider window reaches a bright tube's flank and hides a faint tube
+    # beside it; the dip test (_two_tubes) tells tubes from bumps
+    peaks = (score == ndimage.maximum_filter(score, size=3)) & footprint
     peaks &= score >= _MIN_PEAK * score[footprint].max()
     where = np.argwhere(peaks)
     if len(where) <= 1:

@@ -377,11 +377,11 @@ def _to_the_wall(
 
     The wall is a level set of the image over the profile fitted so far (extrapolated from the
     interior ``mask``, ``values``; the level: :func:`_matched_bottle`), drawn on a grid
-    ``_UPSAMPLING`` times finer with an edge one fine voxel wide: a fixed fraction of the
-    local maximum would cut into the bottle
-    where the profile doubles within the window, beside a loop, and a hard edge and a hard cut
-    in ``b`` would make the fit jump when noise moves the wall by a fine voxel. Repeated
-    ``rounds`` times, each round fitted to the last round's values."""
+    ``_UPSAMPLING`` times finer with an edge one fine voxel wide: a fixed fraction of the local
+    maximum would cut into the bottle where the profile doubles within the window, beside a
+    loop, and a hard edge and a hard cut in ``b`` would make the fit jump when noise moves the
+    wall by a fine voxel. Repeated ``rounds`` times, each round fitted to the last round's
+    values."""
     vox_mm = float(np.linalg.norm(points[0, 0, 1] - points[0, 0, 0]))
     near = ndimage.binary_dilation(bottle_mask(mag, vox_mm, erode_voxels=0), iterations=1)
     weights = np.ones(len(values))
