@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import ismrmrd
@@ -29,7 +30,7 @@ from gadgets.core.numerics.geometry import Geometry
 from gadgets.core.numerics.relaxation import relaxation
 from gadgets.core.receive.coil_identity import CoilIdentity
 from gadgets.core.receive.receive_profile import ReceiveProfile, fit_profile
-from gadgets.core.receive.spline_profile import SplineProfile, fit_spline_profile
+from gadgets.core.receive.spline_profile import SPACINGS_MM, SplineProfile, fit_spline_profile
 from gadgets.runtime.chain import load_chain
 from gadgets.runtime.client import read_raw
 from gadgets.runtime.context import StepContext
@@ -83,7 +84,7 @@ def measure_coil_profile(
     degree: int | None = None,
     description: str | None = None,
     chain: str = "sodium_tsc",
-    spacing_mm: float = 12.0,
+    spacing_mm: float | Sequence[float] = SPACINGS_MM,
     extend_mm: float = 10.0,
     blur_model: bool = True,
 ) -> SplineProfile | ReceiveProfile:
