@@ -24,8 +24,6 @@ FAMILIES = {  # patient scan: its chain
 SLOW = {"tiny_siteb_16helmet"}  # 16 channels: 2.5 min to simulate both scans
 
 
-# known failure, kept visible: at CI size (6 mm voxels) one of the helmet's five 24 mm tubes is
-# not found (4 of 5; the full-size scan finds all five and calibrates, chains/README.md)
 @pytest.fixture(
     scope="module",
     params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in FAMILIES],
