@@ -531,6 +531,7 @@ def fit_spline_profile(
     spacings = spacings[:1] + [v for v in spacings[1:] if v >= 1.2 * voxel_mm]
     interior = bottle_mask(mag, voxel_mm, erode_voxels=erode_voxels)
     best, tried = None, []
+    compare = len(spacings) > 1  # the hold-out check is only for choosing between grids
     for spacing in spacings:
         mask = interior
         values = np.log(np.maximum(mag[mask], 1e-12 * mag.max()))
@@ -544,7 +545,7 @@ def fit_spline_profile(
                 f"bottle too small for a receive profile ({mask.sum()} voxels inside it)"
             )
         grid = _fit_on_grid(
-            points, mask, values, weights, spacing, extend_mm, smoothness, max_points, name
+            points, mask, values, weights, spacing, extend_mm, smoothness, max_points, name, compare
         )
         tried.append(f"{spacing:g} mm: {100 * grid.holdout_rms:.2f}%")
         if best is not None and grid.holdout_rms > _REFINE * best.holdout_rms:
@@ -598,10 +599,12 @@ def _fit_on_grid(
     smoothness: float | Sequence[float],
     max_points: int,
     name: str,
+    holdout: bool = True,
 ) -> _Grid:
     """The fit on nodes ``spacing_mm`` apart of the log values ``values`` (weighted) at the
     voxels ``mask``: the smoothness chosen by the extension check, the level normalised, the
-    nodes within ``extend_mm`` of the voxels marked valid, and its hold-out misfit."""
+    nodes within ``extend_mm`` of the voxels marked valid, and (``holdout``) its hold-out
+    misfit (NaN without)."""
     voxel_mm = float(np.linalg.norm(points[0, 0, 1] - points[0, 0, 0]))
     pts = points[mask]
     origin, shape = _node_grid(pts, extend_mm + 2.5 * spacing_mm, spacing_mm)
@@ -635,11 +638,16 @@ def _fit_on_grid(
 
     # the hold-out check: fitted to every other voxel, judged on the rest (noise it fits is not
     # in the others, so a grid fine enough to fit the noise errs more there, not less)
-    even = (np.indices(mask.shape).sum(axis=0)[mask] % 2) == 0
-    half = use & even
-    c_even = _solve(pts[half], values[half], origin, spacing_mm, shape, smoothness, weights[half])
-    misfit = (np.exp(_Spline(c_even, origin, spacing_mm)(pts[~even]) - values[~even]) - 1.0) ** 2
-    holdout_rms = float(np.sqrt(np.average(misfit, weights=weights[~even])))
+    holdout_rms = float("nan")
+    if holdout:
+        even = (np.indices(mask.shape).sum(axis=0)[mask] % 2) == 0
+        half = use & even
+        c_even = _solve(
+            pts[half], values[half], origin, spacing_mm, shape, smoothness, weights[half]
+        )
+        predicted = _Spline(c_even, origin, spacing_mm)(pts[~even])
+        misfit = (np.exp(predicted - values[~even]) - 1.0) ** 2
+        holdout_rms = float(np.sqrt(np.average(misfit, weights=weights[~even])))
 
     coef = _solve(pts[use], values[use], origin, spacing_mm, shape, smoothness, weights[use])
     fitted = _Spline(coef, origin, spacing_mm)(pts)
@@ -651,13 +659,12 @@ def _fit_on_grid(
     dist, _ = cKDTree(pts[:: max(1, len(pts) // 200_000)]).query(nodes)
     valid = (dist <= extend_mm).reshape(shape)
     log.info(
-        "receive profile %s: %s nodes of %.0f mm, fit RMS %.2f%% (hold-out %.2f%%), extension "
-        "check over %.0f mm: RMS %.2f%%",
+        "receive profile %s: %s nodes of %.0f mm, fit RMS %.2f%%, extension check over "
+        "%.0f mm: RMS %.2f%%",
         name,
         "x".join(map(str, shape)),
         spacing_mm,
         100 * fit_rms,
-        100 * holdout_rms,
         extend_mm,
         100 * ext_rms,
     )
