@@ -121,9 +121,9 @@ def print_reference_table(
     ]
     ideal = np.abs(ideal)
     print(
-        "an ideal reconstruction (the reference, each tissue read through the chain's relaxation"
-        f" class, not its own T1 and T2*) against the truth: mean absolute error {ideal.mean():.2f}"
-        f" mM, worst {ideal.max():.2f} mM"
+        "a reconstruction without error of its own (the reference, each tissue read through the"
+        " chain's relaxation class, not its own T1 and T2*) against the truth: mean absolute error"
+        f" {ideal.mean():.2f} mM, worst {ideal.max():.2f} mM"
     )
 
 
@@ -131,7 +131,8 @@ def class_model_error(truth: dict, roi: str) -> float:
     """The factor by which the chain's relaxation classes misread tissue ``roi``: its own
     weighting ``w`` (the truth's T1 and T2*) over its class's (``fluid`` for CSF and vitreous,
     ``brain`` otherwise; :mod:`gadgets.core.numerics.relaxation`); 1 for a tube, which the fit
-    calibrates with its own medium."""
+    calibrates with its own medium. One class per ROI: with two echoes the chain may split a
+    tissue whose T2* is not the brain class's (a tumour) between the two, which this ignores."""
     own = dict(truth["tissues"]).get(roi)
     if own is None or roi.startswith("tube"):
         return 1.0
