@@ -104,8 +104,8 @@ def print_reference_table(
     )
     print(f"{'ROI':14s} {'reference':>9s} {'measured':>9s} {'error':>7s} {'SE':>5s}")
     errs = []
-    rois = zip(measured, roi_means(ref, geom, truth_json), truth["rois"], strict=True)
-    for m, r, roi in rois:
+    ref_rois = roi_means(ref, geom, truth_json)
+    for m, r, roi in zip(measured, ref_rois, truth["rois"], strict=True):
         errs.append(m.measured_mM - r.measured_mM)
         d2 = np.sum((points - np.asarray(roi["centre_mm"])) ** 2, axis=-1)
         centre = np.unravel_index(int(np.argmin(d2)), d2.shape)
@@ -117,7 +117,7 @@ def print_reference_table(
     print(f"mean absolute error {errs.mean():.2f} mM, worst {errs.max():.2f} mM")
     ideal = [
         r.measured_mM * class_model_error(truth, roi["name"]) - roi["true_mM"]
-        for r, roi in zip(roi_means(ref, geom, truth_json), truth["rois"], strict=True)
+        for r, roi in zip(ref_rois, truth["rois"], strict=True)
     ]
     ideal = np.abs(ideal)
     print(

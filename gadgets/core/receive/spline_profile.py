@@ -514,7 +514,7 @@ def fit_spline_profile(
     bottle at patient points ``points_mm`` (nz, ny, nx, 3), and check its extension past the
     bottle's edge (module docstring). At most ``max_points`` voxels are used (evenly thinned).
     ``spacing_mm``: one node spacing, or several, of which the finest that each step cut the
-    fit's RMS misfit to ``_REFINE`` of the coarser one's is used (module docstring), none below
+    hold-out misfit to ``_REFINE`` of the coarser one's is used (module docstring), none below
     1.2 voxels. ``smoothness``: one value, or several, of which the one whose extension check
     errs least is used (cross-validation on the bottle's outer shell: a volume coil's gentle
     profile extends best with much smoothing, a loop array's steep one with little).
