@@ -29,7 +29,10 @@ the whole scan, and the end-of-scan work (``ChainRunner.finish()``) is timed per
 profiled with cProfile: where the time after the last readout goes.
 
     python benchmarks/latency.py [--scan brain_7T_da3dpr_8ch_dualecho] [--dir sim]
-                                 [--paced-seconds 30] [--profile]
+                                 [--paced-seconds 30] [--profile] [--set NAME=VALUE ...]
+    python benchmarks/latency.py --scan siteb_brain_7T_8loops_dualecho --dir sim \
+        --set coil_models=sim/siteb_bottle_7T_8loops_coil.json --set tube_radius_mm=13.5 ...
+        # a site's own coil file and tube settings (benchmarks/accuracy.py --family b makes it)
 
 The last line is::
 
@@ -49,6 +52,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import json
 import pstats
 import re
 import shutil
@@ -186,8 +190,17 @@ def imaging_readouts(raw: Path) -> int:
     return int(np.count_nonzero((flags & noise) == 0))
 
 
-def replay(raw: Path, port: int, out_dir: Path, tr_s: float, paced_s: float, mode: str) -> dict:
-    """Send ``raw`` to the server on ``port``, the noise scans first, then the imaging readouts:
+def replay(
+    raw: Path,
+    port: int,
+    out_dir: Path,
+    tr_s: float,
+    paced_s: float,
+    mode: str,
+    parameters: dict[str, str] | None = None,
+) -> dict:
+    """Send ``raw`` to the server on ``port``, the noise scans first, then the imaging readouts
+    (``parameters``: chain properties, sent after the header as ``sodium-gadgets send --set``):
 
     * ``head``: the first ``paced_s`` seconds of readouts one TR apart, then CLOSE (a shortened
       scan);
@@ -205,6 +218,8 @@ def replay(raw: Path, port: int, out_dir: Path, tr_s: float, paced_s: float, mod
     r.writer.query(1 << 62, f"{ACCEPTS_QUERY}=1018")  # as sodium-gadgets send: DICOM back
     r.writer.config_file("default")
     r.writer.header(xml)
+    if parameters:
+        r.writer.text(json.dumps({"version": "1.0", "parameters": parameters}))
     blocked: list[float] = []
     late: list[float] = []
     phases: dict[str, list[int]] = {"head": [], "middle": [], "tail": []}
@@ -355,15 +370,16 @@ def report(title: str, run: dict, tr_s: float, rss: float | None) -> None:
 # --------------------------------------------------------------------------- in-process profile
 
 
-def profile_finish(raw: Path, top: int = 25) -> None:
-    """The chain on the whole scan in-process: per-step time during the stream and after the
-    last readout (``finish``), then cProfile of ``finish`` in a second, identical run."""
+def profile_finish(raw: Path, overrides: dict[str, str], top: int = 25) -> None:
+    """The chain on the whole scan in-process (``overrides``: chain properties, over the protocol
+    map's): per-step time during the stream and after the last readout (``finish``), then
+    cProfile of ``finish`` in a second, identical run."""
     xml, _ = read_raw(raw)
     chains = application().chains_dir
     entry = chain_for_protocol(xml, chains)
 
     def run(profiler: cProfile.Profile | None):
-        runner = ChainRunner(load_chain(entry.chain, chains), xml, entry.overrides)
+        runner = ChainRunner(load_chain(entry.chain, chains), xml, {**entry.overrides, **overrides})
         spent: dict[tuple[str, str], float] = defaultdict(float)
         phase = ["stream"]
         for name, step in runner.steps:
@@ -446,7 +462,18 @@ def main() -> None:
         help="also time and profile the end-of-scan work in-process (two more "
         "runs of the whole chain)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a chain property, sent with the scan as `sodium-gadgets send --set` does "
+        "(repeatable), e.g. a site's coil file: --set coil_models=FILE.json",
+    )
     args = parser.parse_args()
+    overrides = dict(pair.split("=", 1) for pair in args.set)
+    # a coil file named by the client: this benchmark's server is the site's own
+    serve_args = ("--client-locations",) if overrides else ()
 
     sim = Path(args.dir)
     raw = ensure_scan(args.scan, sim)
@@ -472,8 +499,10 @@ def main() -> None:
         if args.paced_mode == "ends"
         else f"shortened scan: first {args.paced_seconds:g} s paced at TR"
     )
-    with ServerProcess(log_path=work / "server_paced.log") as server:
-        paced = replay(raw, server.port, work / "paced", tr_s, args.paced_seconds, args.paced_mode)
+    with ServerProcess(log_path=work / "server_paced.log", serve_args=serve_args) as server:
+        paced = replay(
+            raw, server.port, work / "paced", tr_s, args.paced_seconds, args.paced_mode, overrides
+        )
     report(f"(a) {what}", paced, tr_s, server.peak_rss_mb)
     print("   server log after the last readout (times from the last readout sent):")
     print("\n".join(_server_timeline(work / "server_paced.log", paced["wall_last"])), flush=True)
@@ -481,8 +510,8 @@ def main() -> None:
 
     full = None
     if not args.skip_full:
-        with ServerProcess(log_path=work / "server_full.log") as server:
-            full = replay(raw, server.port, work / "full", tr_s, 0.0, "full")
+        with ServerProcess(log_path=work / "server_full.log", serve_args=serve_args) as server:
+            full = replay(raw, server.port, work / "full", tr_s, 0.0, "full", overrides)
         report("(b) full speed, whole scan", full, tr_s, server.peak_rss_mb)
         print("   server log after it caught up with the last readout (times from then):")
         print(
@@ -492,7 +521,7 @@ def main() -> None:
         rss.append(server.peak_rss_mb or 0.0)
 
     if args.profile:
-        profile_finish(raw)
+        profile_finish(raw, overrides)
 
     failed = [e for run in (paced, full) if run for e in run["errors"]]
     if failed:

@@ -59,3 +59,31 @@ def test_sum_of_squares_noise_floor_and_the_adaptive_default(coil_phantom, rng):
     bias_sos = np.mean(sos[weak] - truth[weak])
     bias_ada = np.mean(ada[weak] - truth[weak])
     assert bias_sos > 2 * abs(bias_ada)
+
+
+def test_adaptive_weights_are_the_local_covariance_dominant_eigenvectors(coil_phantom, rng):
+    """Against the definition, computed the plain way: at every second voxel the box-averaged
+    channel covariance (scipy's uniform_filter), its dominant eigenvector (numpy's eigh), phase
+    referenced to the strongest coil, interpolated linearly to every voxel (scipy's zoom)."""
+    from scipy.ndimage import uniform_filter, zoom
+
+    rho, sens = coil_phantom
+    noise = rng.standard_normal(sens.shape) + 1j * rng.standard_normal(sens.shape)
+    images = (rho * sens + 0.5 * noise).astype(np.complex64)
+    nch, block = images.shape[0], 5
+    sub = (slice(None, None, 2),) * 3
+    cov = np.empty((12, 12, 12, nch, nch), np.complex128)
+    for a in range(nch):
+        for b in range(nch):
+            prod = images[a] * images[b].conj()
+            smooth = uniform_filter(prod.real, block) + 1j * uniform_filter(prod.imag, block)
+            cov[..., a, b] = smooth[sub]
+    vec = np.linalg.eigh(cov)[1][..., -1]
+    ref = int(np.argmax(np.sum(np.abs(images) ** 2, axis=(1, 2, 3))))
+    vec = vec * (vec[..., ref].conj() / np.abs(vec[..., ref]))[..., None]
+    full = np.stack([zoom(c.real, 2, order=1) + 1j * zoom(c.imag, 2, order=1) for c in vec.T])
+    full = np.moveaxis(full, (1, 2, 3), (3, 2, 1))  # vec.T reversed the spatial axes too
+    full /= np.linalg.norm(full, axis=0)
+    got = walsh_weights(images, block, stride=2)
+    tissue = rho > 0  # where only noise, the dominant direction is noise itself
+    np.testing.assert_allclose(got[:, tissue], full[:, tissue], atol=2e-4)
