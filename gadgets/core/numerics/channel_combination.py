@@ -41,11 +41,10 @@ def roemer(images: np.ndarray, sensitivities: np.ndarray) -> np.ndarray:
 
 @nb.njit(cache=True, inline="always")
 def _reflect(i: int, n: int) -> int:
-    """scipy.ndimage's 'reflect' edge (d c b a | a b c d) for an overhang of at most ``n``."""
-    if i < 0:
-        return -i - 1
-    if i >= n:
-        return 2 * n - i - 1
+    """scipy.ndimage's 'reflect' edge (d c b a | a b c d), folded again where the window is
+    longer than the axis."""
+    while i < 0 or i >= n:
+        i = -i - 1 if i < 0 else 2 * n - i - 1
     return i
 
 

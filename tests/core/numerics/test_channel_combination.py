@@ -81,9 +81,21 @@ def test_adaptive_weights_are_the_local_covariance_dominant_eigenvectors(coil_ph
     vec = np.linalg.eigh(cov)[1][..., -1]
     ref = int(np.argmax(np.sum(np.abs(images) ** 2, axis=(1, 2, 3))))
     vec = vec * (vec[..., ref].conj() / np.abs(vec[..., ref]))[..., None]
-    full = np.stack([zoom(c.real, 2, order=1) + 1j * zoom(c.imag, 2, order=1) for c in vec.T])
-    full = np.moveaxis(full, (1, 2, 3), (3, 2, 1))  # vec.T reversed the spatial axes too
+    full = np.stack(
+        [zoom(c.real, 2, order=1) + 1j * zoom(c.imag, 2, order=1) for c in np.moveaxis(vec, -1, 0)]
+    )
     full /= np.linalg.norm(full, axis=0)
     got = walsh_weights(images, block, stride=2)
     tissue = rho > 0  # where only noise, the dominant direction is noise itself
     np.testing.assert_allclose(got[:, tissue], full[:, tissue], atol=2e-4)
+
+
+def test_adaptive_weights_of_a_volume_thinner_than_the_box():
+    """A window longer than an axis folds back again (scipy's 'reflect'), as uniform_filter
+    does: a 1 x 6 x 6 volume's weights are the ones of the same plane repeated in z."""
+    rng = np.random.default_rng(5)
+    plane = rng.standard_normal((4, 1, 6, 6)) + 1j * rng.standard_normal((4, 1, 6, 6))
+    plane += 5 * np.arange(1, 5)[:, None, None, None]
+    thin = walsh_weights(plane.astype(np.complex64))
+    thick = walsh_weights(np.repeat(plane, 5, axis=1).astype(np.complex64))
+    np.testing.assert_allclose(thin[:, 0], thick[:, 2], atol=1e-5)
