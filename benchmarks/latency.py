@@ -471,6 +471,8 @@ def main() -> None:
         "(repeatable), e.g. a site's coil file: --set coil_models=FILE.json",
     )
     args = parser.parse_args()
+    if any("=" not in pair for pair in args.set):
+        parser.error("--set takes NAME=VALUE")
     overrides = dict(pair.split("=", 1) for pair in args.set)
     # a coil file named by the client: this benchmark's server is the site's own
     serve_args = ("--client-locations",) if overrides else ()
